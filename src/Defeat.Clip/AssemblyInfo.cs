@@ -1,0 +1,1 @@
+// The CLIP port lives here; see issue "Defeat.Clip".
