@@ -1,0 +1,67 @@
+using static TorchSharp.torch;
+
+namespace Defeat.Data;
+
+/// <summary>
+/// A labelled image set held as tensors: pixels <c>[N, C, H, W]</c> float32 in [0, 1] and
+/// int64 labels <c>[N]</c>, with the class names the labels index.
+/// </summary>
+public sealed class LabeledImages : IDisposable
+{
+    /// <summary>Wraps tensors; takes ownership of them (they are disposed with this object).</summary>
+    /// <exception cref="ArgumentException">When shapes, dtypes or label range do not agree.</exception>
+    public LabeledImages(Tensor images, Tensor labels, IReadOnlyList<string> classNames)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(labels);
+        ArgumentNullException.ThrowIfNull(classNames);
+        if (images.dim() != 4 || images.dtype != ScalarType.Float32)
+            throw new ArgumentException($"Expected images as float32 [N, C, H, W]; got {images.dtype} [{string.Join(", ", images.shape)}].", nameof(images));
+        if (labels.dim() != 1 || labels.dtype != ScalarType.Int64 || labels.shape[0] != images.shape[0])
+            throw new ArgumentException($"Expected labels as int64 [{images.shape[0]}] to match the images; got {labels.dtype} [{string.Join(", ", labels.shape)}].", nameof(labels));
+        if (classNames.Count < 1)
+            throw new ArgumentException("Expected at least one class name; got none.", nameof(classNames));
+        if (labels.numel() > 0)
+        {
+            long min = labels.min().item<long>(), max = labels.max().item<long>();
+            if (min < 0 || max >= classNames.Count)
+                throw new ArgumentException($"Expected labels in [0, {classNames.Count - 1}] for {classNames.Count} class names; got labels in [{min}, {max}].", nameof(labels));
+        }
+        Images = images;
+        Labels = labels;
+        ClassNames = classNames;
+    }
+
+    /// <summary>Pixels <c>[N, C, H, W]</c>, float32 in [0, 1].</summary>
+    public Tensor Images { get; }
+
+    /// <summary>Class index of each image, <c>[N]</c> int64.</summary>
+    public Tensor Labels { get; }
+
+    /// <summary>Names of the classes, indexed by label.</summary>
+    public IReadOnlyList<string> ClassNames { get; }
+
+    /// <summary>Number of images.</summary>
+    public long Count => Images.shape[0];
+
+    /// <summary>The labels as a managed array (one copy).</summary>
+    public long[] LabelArray() => Labels.data<long>().ToArray();
+
+    /// <summary>A new set holding copies of the images at <paramref name="indices"/>, in that order.</summary>
+    public LabeledImages Subset(IReadOnlyList<long> indices)
+    {
+        ArgumentNullException.ThrowIfNull(indices);
+        foreach (var i in indices)
+            if (i < 0 || i >= Count)
+                throw new ArgumentOutOfRangeException(nameof(indices), i, $"Expected indices in [0, {Count - 1}].");
+        using var index = tensor(indices.ToArray(), ScalarType.Int64);
+        return new LabeledImages(Images.index_select(0, index), Labels.index_select(0, index), ClassNames);
+    }
+
+    /// <summary>Disposes the tensors.</summary>
+    public void Dispose()
+    {
+        Images.Dispose();
+        Labels.Dispose();
+    }
+}
