@@ -212,7 +212,7 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
     private void InitialiseByKMeansOnce(Tensor z)
     {
         Tensor flag = get_buffer(InitializedKey)!;
-        if (flag.item<float>() != 0)
+        if (flag.ToDouble() != 0)
             return;
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
