@@ -1,0 +1,246 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Defeat.Attacks;
+
+/// <summary>
+/// Projected gradient descent (Madry et al., 2018) in pixel space: repeated ascent steps on the
+/// attack objective, each followed by projection onto the epsilon-ball around the clean image and
+/// onto [0, 1].
+/// </summary>
+/// <remarks>
+/// <para>Per step: <c>x &lt;- clamp(x0 + P_ball(x + a * s(grad) - x0), 0, 1)</c> where <c>s</c> is the sign
+/// (L-inf) or the per-image unit vector (L2). Clamping after the ball projection can only shrink the
+/// perturbation, so the result stays in both sets; a final pass nudges any value that floating-point
+/// rounding left an ulp outside the ball (checked in float64), so the guarantee is exact.</para>
+/// <para>Input gradients come from <c>torch.autograd.grad</c>, never from <c>backward()</c>, so the model's
+/// parameter <c>.grad</c> tensors are untouched; with a module the parameters are also frozen and (by
+/// default) eval mode is set for the duration of the attack, and every flag is restored afterwards.</para>
+/// <para>With several restarts, each sample keeps its worst case: a successful restart over an unsuccessful
+/// one, then the one with the highest objective.</para>
+/// </remarks>
+public sealed class PgdAttack : IAdversarialAttack
+{
+    private readonly ILogger _logger;
+
+    /// <summary>Creates the attack.</summary>
+    /// <param name="options">Attack options; <see cref="PgdOptions"/> defaults when null.</param>
+    /// <param name="logger">Receives a debug line per restart.</param>
+    public PgdAttack(PgdOptions? options = null, ILogger<PgdAttack>? logger = null)
+    {
+        Options = options ?? new PgdOptions();
+        Options.Validate();
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+    }
+
+    /// <summary>The validated options.</summary>
+    public PgdOptions Options { get; }
+
+    /// <inheritdoc />
+    public Tensor Perturb(nn.Module<Tensor, Tensor> model, Tensor images, Tensor labels, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        using var guard = new ModelStateGuard(model, Options.EvalModeDuringAttack);
+        return Perturb(model.call, images, labels, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public Tensor Perturb(Func<Tensor, Tensor> model, Tensor images, Tensor labels, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        CheckInputs(images, labels);
+        cancellationToken.ThrowIfCancellationRequested();
+
+        using var outer = NewDisposeScope();
+        var x0 = images.detach();
+        using var generator = new Generator(Options.Seed, images.device);
+
+        Tensor? best = null, bestSuccess = null, bestObjective = null;
+        for (var restart = 0; restart < Options.Restarts; restart++)
+        {
+            var adv = Start(x0, generator);
+            for (var step = 0; step < Options.Steps; step++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                var gradient = InputGradient(model, adv, labels);
+                using (no_grad())
+                {
+                    adv.copy_(Project(adv + Options.StepSize * Direction(gradient), x0));
+                }
+            }
+
+            using (no_grad())
+            {
+                var logits = CheckLogits(model(adv), images.shape[0]);
+                var objective = AttackObjectives.PerSample(logits, labels, Options.Loss, Options.Targeted).detach();
+                var success = AttackObjectives.Success(logits, labels, Options.Targeted);
+                if (best is null)
+                {
+                    (best, bestSuccess, bestObjective) = (adv, success, objective);
+                }
+                else
+                {
+                    // A success beats a failure; between equals the higher objective wins.
+                    var better = success.logical_and(bestSuccess!.logical_not())
+                        .logical_or(success.eq(bestSuccess!).logical_and(objective.gt(bestObjective!)));
+                    var mask = better.reshape(ShapeForBroadcast(better.shape[0], adv.dim()));
+                    best = where(mask, adv, best);
+                    bestSuccess = where(better, success, bestSuccess!);
+                    bestObjective = where(better, objective, bestObjective!);
+                }
+
+                if (_logger.IsEnabled(LogLevel.Debug))
+                    _logger.LogDebug("PGD restart {Restart}/{Restarts}: success rate {Rate:P1}", restart + 1, Options.Restarts,
+                        bestSuccess!.to_type(ScalarType.Float32).mean().item<float>());
+            }
+        }
+
+        using (no_grad())
+        {
+            return EnforceExactly(best!, x0).detach().MoveToOuterDisposeScope();
+        }
+    }
+
+    private Tensor Start(Tensor x0, Generator generator)
+    {
+        using var _ = no_grad();
+        if (!Options.RandomStart || Options.Epsilon == 0) return x0.clone();
+        var eps = Options.Epsilon;
+        if (Options.Norm == AttackNorm.LInf)
+        {
+            var uniform = rand(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator);
+            return Project(x0 + (uniform * 2 - 1) * eps, x0);
+        }
+
+        // Uniform in the L2 ball: a Gaussian direction and a radius eps * U^(1/d).
+        var batch = x0.shape[0];
+        var dims = x0.numel() / Math.Max(batch, 1);
+        var direction = randn(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator);
+        var norms = direction.flatten(1).norm(1).clamp_min(1e-12).reshape(ShapeForBroadcast(batch, x0.dim()));
+        var radius = rand(ShapeForBroadcast(batch, x0.dim()), dtype: x0.dtype, device: x0.device, generator: generator)
+            .pow(1.0 / dims) * eps;
+        return Project(x0 + direction / norms * radius, x0);
+    }
+
+    private Tensor InputGradient(Func<Tensor, Tensor> model, Tensor adv, Tensor labels)
+    {
+        using var _ = enable_grad();
+        var input = adv.detach().requires_grad_(true);
+        var logits = CheckLogits(model(input), adv.shape[0]);
+        // The batch sum keeps each sample's gradient independent of the batch size.
+        var objective = AttackObjectives.PerSample(logits, labels, Options.Loss, Options.Targeted).sum();
+        return torch.autograd.grad(new[] { objective }, new[] { input })[0].detach();
+    }
+
+    private Tensor Direction(Tensor gradient)
+    {
+        if (Options.Norm == AttackNorm.LInf) return gradient.sign();
+        var norms = gradient.flatten(1).norm(1).reshape(ShapeForBroadcast(gradient.shape[0], gradient.dim()));
+        // A zero gradient gives no step rather than NaN.
+        return gradient / norms.clamp_min(1e-12);
+    }
+
+    // Ball first, then the pixel range: clamping to [0,1] moves each coordinate toward x0 (which is
+    // inside [0,1]), so it never leaves the ball.
+    private Tensor Project(Tensor x, Tensor x0)
+    {
+        var delta = x - x0;
+        if (Options.Norm == AttackNorm.LInf)
+        {
+            var eps = EpsilonIn(delta.dtype);
+            delta = delta.clamp(-eps, eps);
+        }
+        else
+        {
+            var norms = delta.flatten(1).norm(1).reshape(ShapeForBroadcast(delta.shape[0], delta.dim()));
+            var factor = (Options.Epsilon / norms.clamp_min(1e-30)).clamp_max(1.0);
+            delta = delta * factor;
+        }
+        return (x0 + delta).clamp(0.0, 1.0);
+    }
+
+    // Rounding in x0 + delta can leave a value an ulp outside the ball; pull such values toward x0
+    // until the float64 check passes (monotone rounding then makes the native-dtype check pass too).
+    private Tensor EnforceExactly(Tensor adv, Tensor x0)
+    {
+        var x = adv.clamp(0.0, 1.0);
+        var reference = x0.to_type(ScalarType.Float64);
+        for (var pass = 0; pass < 64; pass++)
+        {
+            var delta = x.to_type(ScalarType.Float64) - reference;
+            if (Options.Norm == AttackNorm.LInf)
+            {
+                var outside = delta.abs().gt(Options.Epsilon);
+                if (!outside.any().item<bool>()) return x;
+                x = where(outside, x.nextafter(x0), x);
+            }
+            else
+            {
+                var norms = delta.flatten(1).norm(1);
+                var outside = norms.gt(Options.Epsilon);
+                if (!outside.any().item<bool>()) return x;
+                var shrink = (Options.Epsilon / norms.clamp_min(1e-300) * (1.0 - 1e-7 * Math.Pow(2, pass))).clamp_max(1.0)
+                    .to_type(x.dtype).reshape(ShapeForBroadcast(x.shape[0], x.dim()));
+                var mask = outside.reshape(ShapeForBroadcast(x.shape[0], x.dim()));
+                x = where(mask, (x0 + (x - x0) * shrink).clamp(0.0, 1.0), x);
+            }
+        }
+        var worst = (x.to_type(ScalarType.Float64) - reference).abs().max().item<double>();
+        throw new InvalidOperationException($"PGD could not bring the result inside the epsilon-ball (largest deviation {worst:R}, epsilon {Options.Epsilon:R}); this is a bug.");
+    }
+
+    // The largest value of the tensor's dtype not above epsilon: a clamp bound rounded up to the
+    // nearest float could let a perturbation exceed epsilon by an ulp.
+    private double EpsilonIn(ScalarType dtype)
+    {
+        var eps = Options.Epsilon;
+        switch (dtype)
+        {
+            case ScalarType.Float32:
+            {
+                var f = (float)eps;
+                return f > eps ? MathF.BitDecrement(f) : f;
+            }
+            case ScalarType.Float16:
+            {
+                var h = (Half)eps;
+                return (double)h > eps ? (double)Half.BitDecrement(h) : (double)h;
+            }
+            default:
+                return eps;
+        }
+    }
+
+    private static long[] ShapeForBroadcast(long batch, long rank)
+    {
+        var shape = new long[rank];
+        Array.Fill(shape, 1L);
+        shape[0] = batch;
+        return shape;
+    }
+
+    private static Tensor CheckLogits(Tensor logits, long batch)
+    {
+        if (logits.dim() != 2 || logits.shape[0] != batch)
+            throw new ArgumentException($"The model must return logits [B={batch}, classes], got [{string.Join(", ", logits.shape)}].", "model");
+        return logits;
+    }
+
+    private static void CheckInputs(Tensor images, Tensor labels)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ArgumentNullException.ThrowIfNull(labels);
+        if (images.dim() < 2 || !images.is_floating_point())
+            throw new ArgumentException($"images must be floating-point [B, C, H, W] pixels in [0, 1], got {images.dtype} [{string.Join(", ", images.shape)}].", nameof(images));
+        if (labels.dim() != 1 || labels.shape[0] != images.shape[0] || labels.dtype != ScalarType.Int64)
+            throw new ArgumentException($"labels must be int64 [{images.shape[0]}] (one class per image), got {labels.dtype} [{string.Join(", ", labels.shape)}].", nameof(labels));
+        using var _ = no_grad();
+        var min = images.min().item<float>();
+        var max = images.max().item<float>();
+        if (min < 0 || max > 1)
+            throw new ArgumentException($"images must be pixels in [0, 1], got values in [{min}, {max}].", nameof(images));
+    }
+}

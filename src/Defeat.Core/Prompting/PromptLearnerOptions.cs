@@ -1,0 +1,49 @@
+namespace Defeat.Prompting;
+
+/// <summary>Options of <see cref="PromptLearner"/>.</summary>
+public sealed record PromptLearnerOptions
+{
+    /// <summary>Number M of learned context vectors when they start random (16 in DEFEAT); ignored with <see cref="ContextInit"/>.</summary>
+    public int ContextLength { get; init; } = 16;
+
+    /// <summary>A phrase (e.g. "a photo of a") whose token embeddings start the context; M becomes its token count. Null: random N(0, InitStd).</summary>
+    public string? ContextInit { get; init; }
+
+    /// <summary>Standard deviation of the random context initialisation (0.02 in CoOp and DEFEAT).</summary>
+    public double InitStd { get; init; } = 0.02;
+
+    /// <summary>One context per class (true) or one shared by all classes (false, DEFEAT).</summary>
+    public bool ClassSpecificContext { get; init; }
+
+    /// <summary>Where the class name goes relative to the context.</summary>
+    public ClassTokenPosition ClassTokenPosition { get; init; } = ClassTokenPosition.End;
+
+    /// <summary>Hand-written templates of the text regulariser and of zero-shot use; <c>{}</c> marks the class name. Several are averaged.</summary>
+    public IReadOnlyList<string> Templates { get; init; } = new[] { "a photo of a {}." };
+
+    /// <summary>The placeholder word whose positions the learned context fills; it must be a single token.</summary>
+    public string Placeholder { get; init; } = "X";
+
+    /// <summary>Seed of the random context initialisation: the same seed gives the same context.</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>Checks every option; throws <see cref="ArgumentOutOfRangeException"/> or <see cref="ArgumentException"/> naming the first bad one.</summary>
+    public void Validate()
+    {
+        if (ContextInit is null && ContextLength < 1)
+            throw new ArgumentOutOfRangeException(nameof(ContextLength), ContextLength, $"{nameof(ContextLength)} must be >= 1, got {ContextLength}.");
+        if (ContextInit is not null && string.IsNullOrWhiteSpace(ContextInit))
+            throw new ArgumentException($"{nameof(ContextInit)} must be null or a non-empty phrase, got \"{ContextInit}\".", nameof(ContextInit));
+        if (!(InitStd > 0) || double.IsInfinity(InitStd))
+            throw new ArgumentOutOfRangeException(nameof(InitStd), InitStd, $"{nameof(InitStd)} must be a finite number > 0, got {InitStd}.");
+        if (!Enum.IsDefined(ClassTokenPosition))
+            throw new ArgumentOutOfRangeException(nameof(ClassTokenPosition), ClassTokenPosition, $"{nameof(ClassTokenPosition)} must be End, Middle or Front, got {ClassTokenPosition}.");
+        if (Templates is null || Templates.Count == 0)
+            throw new ArgumentException($"{nameof(Templates)} must hold at least one template such as \"a photo of a {{}}.\".", nameof(Templates));
+        foreach (var template in Templates)
+            if (template is null || !template.Contains("{}", StringComparison.Ordinal))
+                throw new ArgumentException($"Every template must contain {{}} where the class name goes, got \"{template}\".", nameof(Templates));
+        if (string.IsNullOrWhiteSpace(Placeholder) || Placeholder.Contains(' ', StringComparison.Ordinal))
+            throw new ArgumentException($"{nameof(Placeholder)} must be a single word, got \"{Placeholder}\".", nameof(Placeholder));
+    }
+}

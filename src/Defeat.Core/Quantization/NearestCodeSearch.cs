@@ -1,0 +1,85 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Defeat.Quantization;
+
+/// <summary>
+/// The nearest-codeword kernel of <see cref="VectorQuantizer"/>: for each row <c>z</c> of
+/// <c>[M, D]</c> inputs, <c>argmin_k |z - e_k|^2 = argmin_k (|e_k|^2 - 2 z.e_k)</c>.
+/// </summary>
+/// <remarks>
+/// One fused <c>addmm(|e|^2, z, e^T, beta: 1, alpha: -2)</c> per chunk of rows, then <c>argmin</c>.
+/// The <c>|z|^2</c> term is left out (it is the same for every code of a row), <c>|e|^2</c> is
+/// computed once per call, and rows are processed in chunks so that the <c>[rows, K]</c> score
+/// matrix stays bounded; the <c>[M, K, D]</c> broadcast is never formed. No gradient is recorded.
+/// </remarks>
+public static class NearestCodeSearch
+{
+    /// <summary>
+    /// Rows per chunk such that one <c>[rows, K]</c> score matrix of <paramref name="elementSize"/>-byte
+    /// elements takes at most <paramref name="maxBytes"/> bytes (at least one row).
+    /// </summary>
+    /// <param name="codebookSize">Number of codewords <c>K</c>.</param>
+    /// <param name="elementSize">Bytes per element (4 for float32, 8 for float64).</param>
+    /// <param name="maxBytes">Memory bound of one chunk's score matrix.</param>
+    /// <returns>The chunk size in rows.</returns>
+    public static long ChunkRows(long codebookSize, int elementSize, long maxBytes)
+        => Math.Max(1, maxBytes / (codebookSize * elementSize));
+
+    /// <summary>
+    /// Finds the index of the nearest codeword for each row of <paramref name="inputs"/>.
+    /// </summary>
+    /// <param name="inputs"><c>[M, D]</c> float32 or float64 inputs (M may be 0).</param>
+    /// <param name="codebook"><c>[K, D]</c> codewords, same dtype and device as <paramref name="inputs"/>.</param>
+    /// <param name="distance">Euclidean: squared distance. Cosine: highest cosine similarity (codewords
+    /// are normalised here; the inputs need not be, since a row's scale does not change its argmax).</param>
+    /// <param name="chunkRows">Rows per chunk of the score matrix (see <see cref="ChunkRows"/>).</param>
+    /// <returns><c>[M]</c> int64 indices on the inputs' device.</returns>
+    /// <exception cref="ArgumentException">Shapes, dtypes or devices disagree.</exception>
+    public static Tensor Find(Tensor inputs, Tensor codebook, QuantizerDistance distance, long chunkRows)
+    {
+        if (inputs.dim() != 2)
+            throw new ArgumentException($"Expected inputs of shape [M, D]; got [{string.Join(", ", inputs.shape)}].", nameof(inputs));
+        if (codebook.dim() != 2 || codebook.shape[1] != inputs.shape[1])
+            throw new ArgumentException($"Expected a codebook of shape [K, {inputs.shape[1]}]; got [{string.Join(", ", codebook.shape)}].", nameof(codebook));
+        if (codebook.dtype != inputs.dtype || !SameDevice(codebook, inputs))
+            throw new ArgumentException($"Expected a codebook of dtype {inputs.dtype} on {inputs.device}; got {codebook.dtype} on {codebook.device}.", nameof(codebook));
+        if (chunkRows < 1)
+            throw new ArgumentOutOfRangeException(nameof(chunkRows), chunkRows, $"{nameof(chunkRows)} must be at least 1; got {chunkRows}.");
+
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        long m = inputs.shape[0];
+        Tensor codes = codebook.detach();
+        Tensor bias;
+        if (distance == QuantizerDistance.Cosine)
+        {
+            // With unit codewords |e|^2 is the same for every code: the score is -2 z.e alone.
+            codes = torch.nn.functional.normalize(codes, p: 2, dim: 1);
+            bias = torch.zeros(codes.shape[0], dtype: codes.dtype, device: codes.device);
+        }
+        else
+        {
+            bias = codes.square().sum(1);
+        }
+        // A transposed view: addmm passes it to GEMM as a transpose flag, no copy.
+        Tensor codesT = codes.t();
+
+        if (m <= chunkRows)
+            return torch.addmm(bias, inputs, codesT, beta: 1, alpha: -2).argmin(1).MoveToOuterDisposeScope();
+
+        Tensor indices = torch.empty(m, dtype: ScalarType.Int64, device: inputs.device);
+        for (long start = 0; start < m; start += chunkRows)
+        {
+            using var chunkScope = torch.NewDisposeScope();
+            long rows = Math.Min(chunkRows, m - start);
+            Tensor scores = torch.addmm(bias, inputs.narrow(0, start, rows), codesT, beta: 1, alpha: -2);
+            indices.narrow(0, start, rows).copy_(scores.argmin(1));
+        }
+        return indices.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Whether two tensors live on the same device (type and index).</summary>
+    internal static bool SameDevice(Tensor a, Tensor b)
+        => a.device_type == b.device_type && a.device_index == b.device_index;
+}
