@@ -1,0 +1,130 @@
+using Defeat.Data;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using static TorchSharp.torch;
+
+namespace Defeat.Evaluation;
+
+/// <summary>
+/// Measures clean accuracy, robust accuracy under attack for several radii, their harmonic mean H,
+/// and for quantizing defences the codeword flip rate and code usage.
+/// </summary>
+/// <remarks>
+/// Robust accuracy is the per-sample worst case over the subject's attack targets (as AutoAttack
+/// scores an ensemble): an image counts only if the prediction stays right under every attack.
+/// The accuracy under each single target is reported too, so the gap between the attack on the
+/// fused output and the best-aimed attack is visible.
+/// </remarks>
+public sealed class RobustnessEvaluator
+{
+    private readonly ILogger _logger;
+
+    /// <summary>Creates an evaluator; options are validated here.</summary>
+    public RobustnessEvaluator(RobustnessEvaluatorOptions? options = null, ILogger<RobustnessEvaluator>? logger = null)
+    {
+        Options = options ?? new RobustnessEvaluatorOptions();
+        Options.Validate();
+        _logger = logger ?? (ILogger)NullLogger.Instance;
+    }
+
+    /// <summary>The options in force.</summary>
+    public RobustnessEvaluatorOptions Options { get; }
+
+    /// <summary>Evaluates <paramref name="subject"/> on <paramref name="testSet"/>.</summary>
+    /// <exception cref="OperationCanceledException">When <paramref name="cancellationToken"/> fires.</exception>
+    public RobustnessReport Evaluate(EvaluationSubject subject, LabeledImages testSet,
+        IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(subject);
+        ArgumentNullException.ThrowIfNull(testSet);
+        if (testSet.Count == 0)
+            throw new ArgumentException("testSet is empty; expected at least one image.", nameof(testSet));
+
+        long total = testSet.Count;
+        long cleanCorrect = 0;
+        var branchCorrect = subject.Branches.Keys.ToDictionary(k => k, _ => 0L);
+        var usage = subject.CodeIndices is null ? null : new long[subject.CodebookSize];
+        var targetCorrect = Options.Epsilons.Select(_ => subject.AttackTargets.Keys.ToDictionary(k => k, _ => 0L)).ToArray();
+        var worstCorrect = new long[Options.Epsilons.Count];
+        var flips = new long[Options.Epsilons.Count];
+        long codesSeen = 0;
+        var attacks = Options.Epsilons.Select(Options.AttackFactory).ToArray();
+        string firstTarget = subject.AttackTargets.Keys.First();
+
+        for (long start = 0; start < total; start += Options.BatchSize)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            long end = Math.Min(start + Options.BatchSize, total);
+            var x = testSet.Images.narrow(0, start, end - start);
+            var y = testSet.Labels.narrow(0, start, end - start);
+
+            Tensor? cleanCodes = null;
+            using (no_grad())
+            {
+                cleanCorrect += Correct(subject.Predict(x), y);
+                foreach (var (name, branch) in subject.Branches)
+                    branchCorrect[name] += Correct(branch(x), y);
+                if (subject.CodeIndices is not null)
+                {
+                    cleanCodes = subject.CodeIndices(x);
+                    var counts = cleanCodes.flatten().bincount(null, subject.CodebookSize).data<long>().ToArray();
+                    if (counts.Length > usage!.Length)
+                        throw new InvalidOperationException($"Code indices reach {counts.Length - 1}; expected below the codebook size {usage.Length}.");
+                    for (int k = 0; k < counts.Length; k++) usage[k] += counts[k];
+                    codesSeen += cleanCodes.numel();
+                }
+            }
+            progress?.Report(new EvaluationProgress(subject.Name, "clean", end, total));
+
+            for (int e = 0; e < attacks.Length; e++)
+            {
+                var survived = ones(y.shape[0], dtype: ScalarType.Bool);
+                foreach (var (name, target) in subject.AttackTargets)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var adversarial = attacks[e].Perturb(target, x, y, cancellationToken);
+                    using (no_grad())
+                    {
+                        var right = subject.Predict(adversarial).argmax(-1).eq(y);
+                        targetCorrect[e][name] += right.sum().item<long>();
+                        survived = survived.logical_and(right);
+                        if (cleanCodes is not null && name == firstTarget)
+                            flips[e] += subject.CodeIndices!(adversarial).ne(cleanCodes).sum().item<long>();
+                    }
+                    progress?.Report(new EvaluationProgress(subject.Name, $"eps={Options.Epsilons[e] * 255:0.##}/255 {name}", end, total));
+                }
+                worstCorrect[e] += survived.sum().item<long>();
+            }
+        }
+
+        double clean = (double)cleanCorrect / total;
+        var results = Options.Epsilons.Select((eps, e) =>
+        {
+            double robust = (double)worstCorrect[e] / total;
+            return new EpsilonResult(eps,
+                targetCorrect[e].ToDictionary(kv => kv.Key, kv => (double)kv.Value / total),
+                robust, RobustnessReport.Harmonic(clean, robust),
+                codesSeen > 0 ? (double)flips[e] / codesSeen : null);
+        }).ToList();
+        var report = new RobustnessReport(subject.Name, total, clean,
+            branchCorrect.ToDictionary(kv => kv.Key, kv => (double)kv.Value / total),
+            usage is null ? null : Usage(usage), results);
+        foreach (var r in results)
+            _logger.LogInformation("{Subject}: clean {Clean:P2}, eps {Eps:0.##}/255 robust {Robust:P2}, H {H:P2}",
+                subject.Name, clean, r.Epsilon * 255, r.RobustAccuracy, r.HarmonicMean);
+        return report;
+    }
+
+    private static long Correct(Tensor logits, Tensor labels) => logits.argmax(-1).eq(labels).sum().item<long>();
+
+    private static CodeUsage Usage(long[] counts)
+    {
+        double total = counts.Sum();
+        if (total == 0) return new CodeUsage(0, 0);
+        double entropy = 0;
+        foreach (var c in counts)
+            if (c > 0) entropy -= c / total * Math.Log(c / total);
+        return new CodeUsage(counts.Count(c => c > 0), Math.Exp(entropy));
+    }
+}

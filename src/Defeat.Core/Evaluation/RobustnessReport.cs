@@ -1,0 +1,39 @@
+namespace Defeat.Evaluation;
+
+/// <summary>Robustness at one attack radius.</summary>
+/// <param name="Epsilon">The attack's radius, in [0, 1] pixel units.</param>
+/// <param name="RobustAccuracyByTarget">Accuracy of the prediction on images attacked through each target.</param>
+/// <param name="RobustAccuracy">Share of images classified correctly under every target's attack (the per-sample worst case).</param>
+/// <param name="HarmonicMean">H = 2 * clean * robust / (clean + robust), with the worst-case robust accuracy; 0 when both are 0.</param>
+/// <param name="FlipRate">Share of patch codes that differ between a clean image and its attacked version (first target's attack); null without a quantizer.</param>
+public sealed record EpsilonResult(
+    double Epsilon,
+    IReadOnlyDictionary<string, double> RobustAccuracyByTarget,
+    double RobustAccuracy,
+    double HarmonicMean,
+    double? FlipRate);
+
+/// <summary>How many codewords a quantizer used on the clean evaluation images.</summary>
+/// <param name="CodesUsed">Codewords chosen at least once.</param>
+/// <param name="Perplexity">exp of the entropy of code usage: the effective number of codes.</param>
+public sealed record CodeUsage(int CodesUsed, double Perplexity);
+
+/// <summary>Everything the <see cref="RobustnessEvaluator"/> measured for one subject.</summary>
+/// <param name="Name">The subject's name.</param>
+/// <param name="Images">Number of evaluation images.</param>
+/// <param name="CleanAccuracy">Accuracy of the prediction on clean images.</param>
+/// <param name="BranchAccuracy">Clean accuracy of each extra branch.</param>
+/// <param name="Codes">Code usage on clean images; null without a quantizer.</param>
+/// <param name="ByEpsilon">Results for each attack radius, in the order asked.</param>
+public sealed record RobustnessReport(
+    string Name,
+    long Images,
+    double CleanAccuracy,
+    IReadOnlyDictionary<string, double> BranchAccuracy,
+    CodeUsage? Codes,
+    IReadOnlyList<EpsilonResult> ByEpsilon)
+{
+    /// <summary>Harmonic mean of a clean and a robust accuracy; 0 when both are 0.</summary>
+    public static double Harmonic(double clean, double robust) =>
+        clean + robust <= 0 ? 0 : 2 * clean * robust / (clean + robust);
+}

@@ -1,0 +1,39 @@
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Defeat.Training;
+
+/// <summary>
+/// What <see cref="DefeatTrainer"/> needs of a model: its trainable parameters and state, the logits
+/// the training attack maximises, and the objective on (adversarial) images.
+/// </summary>
+/// <remarks>
+/// DEFEAT's model implements it; so can a baseline (adversarial prompt tuning without the shield)
+/// or a user's own defence, and the same trainer then trains each.
+/// </remarks>
+public interface ITrainableClassifier
+{
+    /// <summary>The parameters the optimiser updates; a frozen backbone's are not among them.</summary>
+    IReadOnlyList<Parameter> TrainableParameters();
+
+    /// <summary>The trainable state by name (parameters and buffers such as EMA codebooks), for checkpoints.</summary>
+    IReadOnlyDictionary<string, Tensor> TrainableState();
+
+    /// <summary>Copies a state written by <see cref="TrainableState"/> back in.</summary>
+    /// <exception cref="ArgumentException">A key is missing or unexpected, or a shape differs; the message lists each.</exception>
+    void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state);
+
+    /// <summary>The logits <c>[B, classes]</c> the training attack maximises the loss of (DEFEAT: the fused logits).</summary>
+    Tensor AttackLogits(Tensor images);
+
+    /// <summary>The training objective on a batch: the total loss to minimise and its named parts (for logs).</summary>
+    TrainingLoss Loss(Tensor images, Tensor labels);
+
+    /// <summary>Switches between training mode (quantizer updates, dead-code restarts) and evaluation mode.</summary>
+    void SetTraining(bool training);
+}
+
+/// <summary>A training objective's value on one batch.</summary>
+/// <param name="Total">The scalar to minimise.</param>
+/// <param name="Parts">Named scalar parts (cross-entropy, alignment, ...), for logs; they need not sum to <paramref name="Total"/>.</param>
+public sealed record TrainingLoss(Tensor Total, IReadOnlyDictionary<string, Tensor> Parts);

@@ -1,0 +1,46 @@
+using Defeat.Training;
+using TorchSharp.Modules;
+using static TorchSharp.torch.nn;
+
+namespace Defeat.Tests.Training;
+
+/// <summary>The smallest model the trainer can train: a linear map from pixels to logits.</summary>
+internal sealed class LinearClassifier : Module<Tensor, Tensor>, ITrainableClassifier
+{
+    private readonly Linear fc;
+
+    public LinearClassifier(int pixels, int classes, long seed) : base(nameof(LinearClassifier))
+    {
+        manual_seed(seed);
+        fc = Linear(pixels, classes);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor images) => fc.call(images.flatten(1));
+
+    public IReadOnlyList<Parameter> TrainableParameters() => parameters().ToList();
+
+    public IReadOnlyDictionary<string, Tensor> TrainableState() =>
+        state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);
+
+    public void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state)
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, value) in state_dict())
+        {
+            if (!state.TryGetValue(name, out var saved) || !saved.shape.SequenceEqual(value.shape))
+                throw new ArgumentException($"key {name}: expected [{string.Join(", ", value.shape)}]", nameof(state));
+            value.copy_(saved);
+        }
+    }
+
+    public Tensor AttackLogits(Tensor images) => forward(images);
+
+    public TrainingLoss Loss(Tensor images, Tensor labels)
+    {
+        var ce = functional.cross_entropy(forward(images), labels);
+        return new TrainingLoss(ce, new Dictionary<string, Tensor> { ["ce"] = ce });
+    }
+
+    public void SetTraining(bool training) => train(training);
+}
