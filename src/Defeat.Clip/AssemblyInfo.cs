@@ -1,1 +1,0 @@
-// The CLIP port lives here; see issue "Defeat.Clip".

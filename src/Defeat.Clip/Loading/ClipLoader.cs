@@ -1,0 +1,296 @@
+using System.Collections;
+using System.Globalization;
+using System.IO.Compression;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TorchSharp;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+
+namespace Defeat.Clip.Loading;
+
+/// <summary>
+/// Loads CLIP weights from the files people have: OpenAI's TorchScript archives, PyTorch state dicts, Hugging Face
+/// <c>model.safetensors</c>, and TeCoA-style robust image towers; and saves a model as safetensors so it loads fast
+/// next time. The format is detected from the file's content, not its name.
+/// </summary>
+/// <example>
+/// <code>
+/// using var clip = ClipLoader.Load("ViT-B-32.pt");                 // OpenAI TorchScript (fp16 -> fp32)
+/// ClipLoader.LoadImageTower(clip, "tecoa4-eps4.pth.tar");         // swap in a robust image tower
+/// ClipLoader.Save(clip, "vit-b-32-tecoa.safetensors");            // fast to load next time
+/// </code>
+/// </example>
+public static class ClipLoader
+{
+    private const string MetaVisionHeads = "defeat.clip.vision_heads";
+    private const string MetaTextHeads = "defeat.clip.text_heads";
+    private const string MetaMean = "defeat.clip.image_mean";
+    private const string MetaStd = "defeat.clip.image_std";
+
+    /// <summary>Tells the kind of a checkpoint file from its first bytes (and, for zip files, their entries).</summary>
+    /// <param name="path">The file.</param>
+    /// <exception cref="ClipCheckpointException">The file is none of the supported kinds, or is a damaged zip.</exception>
+    /// <exception cref="FileNotFoundException">The file does not exist.</exception>
+    public static CheckpointFormat DetectFormat(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path)) throw new FileNotFoundException($"Checkpoint not found: {path}", path);
+        var head = new byte[16];
+        int read;
+        using (var stream = File.OpenRead(path)) read = stream.Read(head, 0, head.Length);
+        if (read >= 4 && head[0] == (byte)'P' && head[1] == (byte)'K' && head[2] == 3 && head[3] == 4)
+        {
+            try
+            {
+                using var zip = ZipFile.OpenRead(path);
+                // TorchScript archives carry the model's code (and constants); torch.save archives only data.
+                bool script = zip.Entries.Any(e => e.FullName.Contains("/code/", StringComparison.Ordinal)
+                                                   || e.FullName.EndsWith("/constants.pkl", StringComparison.Ordinal));
+                if (script) return CheckpointFormat.TorchScript;
+                if (zip.Entries.Any(e => e.FullName.EndsWith("data.pkl", StringComparison.Ordinal))) return CheckpointFormat.PyTorchPickle;
+                throw new ClipCheckpointException("The file is a zip archive but neither a TorchScript archive nor a torch.save file (no data.pkl).", path);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new ClipCheckpointException("The file starts like a zip archive (torch.save / TorchScript) but is damaged or truncated.", path, inner: e);
+            }
+        }
+        if (SafetensorsFile.LooksLikeSafetensors(path)) return CheckpointFormat.Safetensors;
+        if (read >= 2 && head[0] == 0x80 && head[1] <= 5)
+            throw new ClipCheckpointException(
+                "The file is a legacy (pre-1.6, non-zip) torch.save pickle, which cannot be read here; re-save it in Python with torch.save(obj, path) from PyTorch 1.6 or later.", path);
+        throw new ClipCheckpointException(
+            "The file is not a CLIP checkpoint: expected a TorchScript archive, a torch.save zip file or a safetensors file.", path);
+    }
+
+    /// <summary>
+    /// Loads a whole CLIP model. The sizes are inferred from the tensors, Hugging Face keys are mapped to OpenAI's,
+    /// half-precision weights become float32. The model is returned in evaluation mode on the CPU.
+    /// </summary>
+    /// <param name="path">A TorchScript archive, a torch.save state dict or a safetensors file.</param>
+    /// <param name="options">Overrides for what the file cannot say (heads of non-standard models, normalisation).</param>
+    /// <param name="logger">Receives one line about what was loaded.</param>
+    /// <exception cref="ClipCheckpointException">The file is of the wrong kind, damaged, a ResNet CLIP, a TeCoA image
+    /// tower alone (use <see cref="LoadImageTower"/>), or its tensors do not fit (every problem listed).</exception>
+    public static ClipModel Load(string path, ClipLoadOptions? options = null, ILogger? logger = null)
+    {
+        options ??= new ClipLoadOptions();
+        options.Validate();
+        logger ??= NullLogger.Instance;
+        var format = DetectFormat(path);
+        var (tensors, metadata) = ReadTensors(path, format);
+        try
+        {
+            if (tensors.Keys.Any(k => k.StartsWith(TeCoAKey + ".", StringComparison.Ordinal))
+                || (tensors.ContainsKey("conv1.weight") && tensors.ContainsKey("class_embedding")))
+                throw new ClipCheckpointException(
+                    "The file holds an image tower only (TeCoA style); load a full CLIP first and apply it with ClipLoader.LoadImageTower.", path);
+            var stateDict = ToOpenAiLayout(tensors, path);
+            var inferred = ClipStateDict.InferConfig(stateDict,
+                options.VisionHeads ?? MetaInt(metadata, MetaVisionHeads), options.TextHeads ?? MetaInt(metadata, MetaTextHeads), path);
+            var mean = options.ImageMean ?? MetaDoubles(metadata, MetaMean);
+            var std = options.ImageStd ?? MetaDoubles(metadata, MetaStd);
+            if (mean is not null) inferred = inferred with { ImageMean = mean };
+            if (std is not null) inferred = inferred with { ImageStd = std };
+            ClipModel model;
+            try
+            {
+                model = new ClipModel(inferred, options.Tokenizer);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ClipCheckpointException($"The sizes inferred from the checkpoint do not make a valid model: {e.Message}", path, inner: e);
+            }
+            try
+            {
+                ClipStateDict.LoadInto(model, stateDict, path);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+            model.eval();
+            logger.LogInformation("Loaded CLIP ({Format}) from {Path}: image {Res}px/{Patch} width {VW} x {VL}, text width {TW} x {TL}, D = {D}",
+                format, path, inferred.ImageResolution, inferred.VisionPatchSize, inferred.VisionWidth, inferred.VisionLayers,
+                inferred.TextWidth, inferred.TextLayers, inferred.EmbedDim);
+            return model;
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Replaces the image tower of <paramref name="model"/> with the one in a file: a TeCoA-style checkpoint (a dict
+    /// whose <c>vision_encoder_state_dict</c> holds the tower without the <c>visual.</c> prefix), a bare tower state
+    /// dict, or a full CLIP checkpoint (its <c>visual.*</c> tensors). The text tower is left as it is.
+    /// </summary>
+    /// <param name="model">The model to update.</param>
+    /// <param name="path">The checkpoint.</param>
+    /// <param name="logger">Receives one line about what was loaded.</param>
+    /// <exception cref="ClipCheckpointException">The file is unreadable or its image tower does not fit (every problem listed).</exception>
+    public static void LoadImageTower(ClipModel model, string path, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var format = DetectFormat(path);
+        var (tensors, _) = ReadTensors(path, format);
+        try
+        {
+            Dictionary<string, Tensor> tower;
+            if (tensors.Keys.Any(k => k.StartsWith(TeCoAKey + ".", StringComparison.Ordinal)))
+                tower = Strip(tensors, TeCoAKey + ".");
+            else
+            {
+                var openAi = HuggingFaceClipKeys.IsHuggingFaceLayout(tensors.Keys) ? HuggingFaceClipKeys.ToOpenAi(tensors) : tensors;
+                tower = openAi.Keys.Any(k => k.StartsWith("visual.", StringComparison.Ordinal)) ? Strip(openAi, "visual.") : openAi;
+                if (!ReferenceEquals(openAi, tensors))
+                    foreach (var (k, t) in openAi) if (!tensors.ContainsKey(k) || !ReferenceEquals(tensors[k], t)) t.Dispose();
+            }
+            ClipStateDict.LoadInto(model.Visual, tower, path);
+            logger?.LogInformation("Loaded the image tower ({Format}) from {Path}: {Count} tensors", format, path, tower.Count);
+        }
+        finally
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Saves a model's weights as a safetensors file in OpenAI's key layout (written to a temporary name, then
+    /// renamed), with the head counts and normalisation in its metadata so <see cref="Load"/> rebuilds the same model.
+    /// </summary>
+    /// <param name="model">The model.</param>
+    /// <param name="path">Destination, e.g. <c>clip-vit-b-32.safetensors</c>.</param>
+    public static void Save(ClipModel model, string path)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var config = model.Config;
+        var metadata = new Dictionary<string, string>
+        {
+            ["format"] = "pt",
+            [MetaVisionHeads] = config.ResolvedVisionHeads.ToString(CultureInfo.InvariantCulture),
+            [MetaTextHeads] = config.ResolvedTextHeads.ToString(CultureInfo.InvariantCulture),
+            [MetaMean] = JsonSerializer.Serialize(config.ImageMean),
+            [MetaStd] = JsonSerializer.Serialize(config.ImageStd),
+        };
+        SafetensorsFile.Write(path, model.state_dict(), metadata);
+    }
+
+    /// <summary>
+    /// Reads every tensor of a checkpoint as float32 (integer tensors keep their type) in the file's own key layout;
+    /// nested dicts (TeCoA's) are flattened with dots. The caller owns the tensors.
+    /// </summary>
+    /// <param name="path">The checkpoint.</param>
+    /// <exception cref="ClipCheckpointException">The file is of the wrong kind or damaged.</exception>
+    public static Dictionary<string, Tensor> ReadStateDict(string path) => ReadTensors(path, DetectFormat(path)).Tensors;
+
+    private const string TeCoAKey = "vision_encoder_state_dict";
+
+    private static (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Metadata) ReadTensors(string path, CheckpointFormat format)
+    {
+        Dictionary<string, Tensor> raw;
+        var metadata = new Dictionary<string, string>();
+        switch (format)
+        {
+            case CheckpointFormat.Safetensors:
+                (raw, metadata) = SafetensorsFile.Read(path);
+                break;
+            case CheckpointFormat.TorchScript:
+                raw = ReadTorchScript(path);
+                break;
+            default:
+                raw = ReadPickle(path);
+                break;
+        }
+        var result = new Dictionary<string, Tensor>(raw.Count, StringComparer.Ordinal);
+        foreach (var (k, t) in raw)
+        {
+            if (t.is_floating_point() && t.dtype != ScalarType.Float32)
+            {
+                result[k] = t.to(ScalarType.Float32);
+                t.Dispose();
+            }
+            else result[k] = t;
+        }
+        return (result, metadata);
+    }
+
+    private static Dictionary<string, Tensor> ReadTorchScript(string path)
+    {
+        try
+        {
+            using var script = torch.jit.load(path, DeviceType.CPU);
+            var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            foreach (var (name, tensor) in script.state_dict())
+                result[name] = tensor.detach().clone();
+            return result;
+        }
+        catch (Exception e) when (e is not ClipCheckpointException and not OutOfMemoryException)
+        {
+            throw new ClipCheckpointException("The TorchScript archive could not be read (damaged, truncated, or saved by an incompatible PyTorch).", path, inner: e);
+        }
+    }
+
+    private static Dictionary<string, Tensor> ReadPickle(string path)
+    {
+        try
+        {
+            using var stream = File.OpenRead(path);
+            var table = PyTorchUnpickler.UnpickleStateDict(stream);
+            var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
+            Flatten(table, "", result);
+            if (result.Count == 0)
+                throw new ClipCheckpointException("The torch.save file holds no tensors.", path);
+            return result;
+        }
+        catch (Exception e) when (e is not ClipCheckpointException and not OutOfMemoryException)
+        {
+            throw new ClipCheckpointException("The torch.save file could not be read (damaged, truncated, or not a dict of tensors).", path, inner: e);
+        }
+    }
+
+    private static void Flatten(IDictionary table, string prefix, Dictionary<string, Tensor> into)
+    {
+        foreach (DictionaryEntry entry in table)
+        {
+            string key = prefix + Convert.ToString(entry.Key, CultureInfo.InvariantCulture);
+            switch (entry.Value)
+            {
+                case Tensor t: into[key] = t; break;
+                case IDictionary nested: Flatten(nested, key + ".", into); break;
+                default: break; // epochs, optimiser settings and other non-tensor entries
+            }
+        }
+    }
+
+    private static Dictionary<string, Tensor> ToOpenAiLayout(Dictionary<string, Tensor> tensors, string path)
+    {
+        if (!HuggingFaceClipKeys.IsHuggingFaceLayout(tensors.Keys)) return new Dictionary<string, Tensor>(tensors, StringComparer.Ordinal);
+        try
+        {
+            return HuggingFaceClipKeys.ToOpenAi(tensors);
+        }
+        catch (Exception e) when (e is not ClipCheckpointException)
+        {
+            throw new ClipCheckpointException("The Hugging Face tensors could not be mapped to CLIP's layout (mismatched q/k/v projections?).", path, inner: e);
+        }
+    }
+
+    private static Dictionary<string, Tensor> Strip(Dictionary<string, Tensor> tensors, string prefix) =>
+        tensors.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key[prefix.Length..], kv => kv.Value, StringComparer.Ordinal);
+
+    private static int? MetaInt(Dictionary<string, string> metadata, string key) =>
+        metadata.TryGetValue(key, out var s) && int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) ? v : null;
+
+    private static double[]? MetaDoubles(Dictionary<string, string> metadata, string key)
+    {
+        if (!metadata.TryGetValue(key, out var s)) return null;
+        try { return JsonSerializer.Deserialize<double[]>(s); }
+        catch (JsonException) { return null; }
+    }
+}

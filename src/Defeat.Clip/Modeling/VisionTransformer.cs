@@ -1,0 +1,81 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Defeat.Clip.Modeling;
+
+/// <summary>
+/// CLIP's ViT image tower (state-dict prefix <c>visual.</c>): patch convolution without bias, class
+/// embedding, positional embedding, <c>ln_pre</c>, transformer, <c>ln_post</c> and projection <c>proj</c>.
+/// </summary>
+/// <remarks>
+/// Expects already normalised images; <see cref="ClipModel"/> normalises pixels before calling it.
+/// Its forward returns every token projected into the joint space, <c>[B, 1 + N, D]</c>: token 0 is the
+/// class feature and tokens 1..N the grid features in row-major order. <c>ln_post</c> acts per token, so
+/// applying it to all tokens gives the reference class feature exactly.
+/// </remarks>
+public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006 // PyTorch names: they are the state-dict keys.
+    private readonly Conv2d conv1;
+    private readonly Parameter class_embedding;
+    private readonly Parameter positional_embedding;
+    private readonly LayerNorm ln_pre;
+    private readonly ClipTransformer transformer;
+    private readonly LayerNorm ln_post;
+    private readonly Parameter proj;
+#pragma warning restore IDE1006
+
+    /// <summary>Side of the input image in pixels.</summary>
+    public int InputResolution { get; }
+
+    /// <summary>Side of a patch in pixels.</summary>
+    public int PatchSize { get; }
+
+    /// <summary>Patches per side of the grid.</summary>
+    public int GridSide => InputResolution / PatchSize;
+
+    /// <summary>Width of the output features.</summary>
+    public int OutputDim { get; }
+
+    /// <summary>Number of input channels.</summary>
+    public int InputChannels { get; }
+
+    /// <summary>Creates the tower with zero weights (load a checkpoint or call <see cref="ClipModel.InitializeParameters"/>).</summary>
+    /// <param name="inputResolution">Image side in pixels.</param>
+    /// <param name="patchSize">Patch side in pixels.</param>
+    /// <param name="width">Transformer width.</param>
+    /// <param name="layers">Transformer blocks.</param>
+    /// <param name="heads">Attention heads.</param>
+    /// <param name="outputDim">Width of the joint feature space.</param>
+    /// <param name="inputChannels">Image channels.</param>
+    public VisionTransformer(int inputResolution, int patchSize, int width, int layers, int heads, int outputDim, int inputChannels = 3)
+        : base(nameof(VisionTransformer))
+    {
+        InputResolution = inputResolution;
+        PatchSize = patchSize;
+        OutputDim = outputDim;
+        InputChannels = inputChannels;
+        conv1 = nn.Conv2d(inputChannels, width, kernel_size: patchSize, stride: patchSize, bias: false);
+        int grid = inputResolution / patchSize;
+        class_embedding = new Parameter(torch.zeros(width));
+        positional_embedding = new Parameter(torch.zeros(grid * grid + 1, width));
+        ln_pre = nn.LayerNorm(width);
+        transformer = new ClipTransformer(width, layers, heads, causal: false);
+        ln_post = nn.LayerNorm(width);
+        proj = new Parameter(torch.zeros(width, outputDim));
+        RegisterComponents();
+    }
+
+    /// <summary>Encodes normalised images <c>[B, C, H, W]</c> into projected tokens <c>[B, 1 + N, D]</c>.</summary>
+    public override Tensor forward(Tensor x)
+    {
+        var patches = conv1.forward(x);                       // [B, width, g, g]
+        patches = patches.flatten(2).transpose(1, 2);         // [B, N, width], row-major grid
+        long batch = patches.shape[0];
+        var cls = class_embedding.to(patches.dtype).expand(batch, 1, -1);
+        var tokens = torch.cat([cls, patches], dim: 1) + positional_embedding.to(patches.dtype);
+        tokens = transformer.forward(ln_pre.forward(tokens));
+        return ln_post.forward(tokens).matmul(proj);
+    }
+}
