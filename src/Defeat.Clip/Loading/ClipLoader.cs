@@ -165,7 +165,9 @@ public static class ClipLoader
     /// </summary>
     /// <param name="model">The model.</param>
     /// <param name="path">Destination, e.g. <c>clip-vit-b-32.safetensors</c>.</param>
-    public static void Save(ClipModel model, string path)
+    /// <param name="storageType">Floating-point type to store weights in (for example <c>Float16</c>, half the size;
+    /// <see cref="Load"/> turns it back into float32); the model's own type when null.</param>
+    public static void Save(ClipModel model, string path, ScalarType? storageType = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         var config = model.Config;
@@ -177,7 +179,15 @@ public static class ClipLoader
             [MetaMean] = JsonSerializer.Serialize(config.ImageMean),
             [MetaStd] = JsonSerializer.Serialize(config.ImageStd),
         };
-        SafetensorsFile.Write(path, model.state_dict(), metadata);
+        if (storageType is not { } type)
+        {
+            SafetensorsFile.Write(path, model.state_dict(), metadata);
+            return;
+        }
+        using var scope = torch.NewDisposeScope();
+        var converted = model.state_dict().ToDictionary(kv => kv.Key,
+            kv => kv.Value.is_floating_point() ? kv.Value.detach().to_type(type) : kv.Value.detach());
+        SafetensorsFile.Write(path, converted, metadata);
     }
 
     /// <summary>
