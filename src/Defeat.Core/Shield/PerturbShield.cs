@@ -1,0 +1,118 @@
+using Defeat.Quantization;
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Defeat.Shield;
+
+/// <summary>
+/// PerturbShield (DEFEAT's robust branch): grid discrete reconstruction <c>Î_patch = VQVAE(I_patch)</c>
+/// followed by the semantic alignment projection <c>Î_proj = W · Î_patch</c>.
+/// </summary>
+/// <remarks>
+/// <para>The input grid <c>[B, N, D]</c> (row-major) is arranged as the map <c>[B, D, h, w]</c>, encoded to
+/// <c>z_e</c>, snapped to codewords <c>z_q</c> (straight-through), decoded to <c>x̂</c>, flattened back to
+/// <c>[B, N, D]</c> and projected over the N positions to <c>[B, D]</c>.</para>
+/// <para>VQ-VAE loss = <c>ReconstructionWeight * mean((x - x̂)^2) + CodebookWeight * mean((sg[z_e] - z_q)^2)
+/// + CommitmentWeight * mean((z_e - sg[z_q])^2)</c>; with the defaults 0.5, 0.1, 0.025 this is the official
+/// loss. The shield owns all three weights: it reads the quantizer's unweighted <c>CodebookLoss</c> and computes
+/// the commitment term itself from the quantizer's input and output, so the quantizer's own commitment weight
+/// (beta) never changes the total.</para>
+/// <para>Submodules <c>vqvae</c> (<see cref="GridVqVae"/>) and <c>cls_projection</c>
+/// (<see cref="SemanticAlignmentProjection"/>) carry the official <c>CustomCLIP</c> field names, so the shield's
+/// state dict keys equal the official checkpoint's <c>vqvae.*</c> and <c>cls_projection.*</c> entries. Layers are
+/// initialised as PyTorch's defaults (seed with <c>torch.manual_seed</c> before construction).</para>
+/// </remarks>
+public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
+{
+    private readonly GridVqVae vqvae;
+    private readonly SemanticAlignmentProjection cls_projection;
+
+    /// <summary>Creates a shield with its own <see cref="VectorQuantizer"/> built from <see cref="PerturbShieldOptions.Quantizer"/>.</summary>
+    /// <param name="options">Options; the official DEFEAT shield when null.</param>
+    public PerturbShield(PerturbShieldOptions? options = null)
+        : this(options ?? new PerturbShieldOptions(), null)
+    {
+    }
+
+    /// <summary>Creates a shield around an injected quantizer (any <see cref="IVectorQuantizer"/> of width <see cref="PerturbShieldOptions.HiddenDim"/>).</summary>
+    /// <param name="options">Options; <see cref="PerturbShieldOptions.Quantizer"/> and <see cref="PerturbShieldOptions.CodebookSize"/> are not used.</param>
+    /// <param name="quantizer">The bottleneck; registered as a submodule when it is a TorchSharp module.</param>
+    public PerturbShield(PerturbShieldOptions options, IVectorQuantizer? quantizer) : base(nameof(PerturbShield))
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Options = options;
+        quantizer ??= new VectorQuantizer(options.Quantizer ?? new VectorQuantizerOptions { CodebookSize = options.CodebookSize, Dim = options.HiddenDim });
+        vqvae = new GridVqVae(options.FeatureDim, options.HiddenDim, quantizer);
+        cls_projection = new SemanticAlignmentProjection(options.GridPositions);
+        RegisterComponents();
+    }
+
+    /// <summary>The validated options.</summary>
+    public PerturbShieldOptions Options { get; }
+
+    /// <summary>The VQ-VAE (encoder, quantizer, decoder).</summary>
+    public GridVqVae VqVae => vqvae;
+
+    /// <summary>The semantic alignment projection W.</summary>
+    public SemanticAlignmentProjection Projection => cls_projection;
+
+    /// <inheritdoc />
+    public int FeatureDim => Options.FeatureDim;
+
+    /// <inheritdoc />
+    public int GridPositions => Options.GridPositions;
+
+    /// <inheritdoc />
+    public ShieldOutput Shield(Tensor gridFeatures) => call(gridFeatures);
+
+    /// <summary>Runs the shield on grid features <c>[B, N, D]</c>.</summary>
+    /// <param name="gridFeatures">Patch features in row-major grid order.</param>
+    public override ShieldOutput forward(Tensor gridFeatures)
+    {
+        ArgumentNullException.ThrowIfNull(gridFeatures);
+        if (gridFeatures.dim() != 3 || gridFeatures.shape[1] != GridPositions || gridFeatures.shape[2] != FeatureDim)
+            throw new ArgumentException($"gridFeatures must be [B, N={GridPositions}, D={FeatureDim}] " +
+                $"({Options.GridHeight} x {Options.GridWidth} grid), got [{string.Join(", ", gridFeatures.shape)}].", nameof(gridFeatures));
+
+        using var scope = NewDisposeScope();
+        var batch = gridFeatures.shape[0];
+        // [B, N, D] -> [B, D, h, w]: position n = row * w + column.
+        var x = gridFeatures.transpose(1, 2).reshape(batch, FeatureDim, Options.GridHeight, Options.GridWidth);
+
+        var ze = vqvae.Encode(x);
+        using var quantized = vqvae.Quantize(ze);
+        var xHat = vqvae.Decode(quantized.Quantized);
+
+        var reconstruction = xHat.reshape(batch, FeatureDim, GridPositions).transpose(1, 2);
+        var projected = cls_projection.call(reconstruction);
+
+        var reconstructionLoss = functional.mse_loss(xHat, x);
+        var codebookLoss = quantized.CodebookLoss;
+        var commitmentLoss = functional.mse_loss(ze, quantized.Quantized.detach());
+        var loss = Options.ReconstructionWeight * reconstructionLoss
+                   + Options.CodebookWeight * codebookLoss
+                   + Options.CommitmentWeight * commitmentLoss;
+
+        var output = new ShieldOutput(projected, reconstruction,
+            quantized.Indices.reshape(batch, GridPositions),
+            reconstructionLoss, codebookLoss.alias(), commitmentLoss, loss, quantized.Perplexity.alias());
+        foreach (var t in new[] { output.Projected, output.Reconstruction, output.Indices, output.ReconstructionLoss,
+                     output.CodebookLoss, output.CommitmentLoss, output.Loss, output.Perplexity })
+            t.MoveToOuterDisposeScope();
+        return output;
+    }
+
+    /// <inheritdoc />
+    public Tensor AlignmentLoss(Tensor classFeature, Tensor projectedFeature)
+    {
+        ArgumentNullException.ThrowIfNull(classFeature);
+        ArgumentNullException.ThrowIfNull(projectedFeature);
+        if (classFeature.dim() != 2 || classFeature.shape[1] != FeatureDim)
+            throw new ArgumentException($"classFeature must be [B, D={FeatureDim}], got [{string.Join(", ", classFeature.shape)}].", nameof(classFeature));
+        if (!projectedFeature.shape.SequenceEqual(classFeature.shape))
+            throw new ArgumentException($"projectedFeature must match classFeature [{string.Join(", ", classFeature.shape)}], got [{string.Join(", ", projectedFeature.shape)}].", nameof(projectedFeature));
+        return functional.l1_loss(functional.normalize(classFeature, dim: -1), functional.normalize(projectedFeature, dim: -1));
+    }
+}

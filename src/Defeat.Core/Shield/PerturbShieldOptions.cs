@@ -1,0 +1,78 @@
+using Defeat.Quantization;
+
+namespace Defeat.Shield;
+
+/// <summary>Options of <see cref="PerturbShield"/>; the defaults are the official DEFEAT shield for ViT-B/32 at 224 px.</summary>
+public sealed record PerturbShieldOptions
+{
+    /// <summary>Width <c>D</c> of the grid features (512 for ViT-B/32's projected patch tokens).</summary>
+    public int FeatureDim { get; init; } = 512;
+
+    /// <summary>Rows <c>h</c> of the patch grid (7 for ViT-B/32 at 224 px).</summary>
+    public int GridHeight { get; init; } = 7;
+
+    /// <summary>Columns <c>w</c> of the patch grid; <c>N = h * w</c> positions.</summary>
+    public int GridWidth { get; init; } = 7;
+
+    /// <summary>Width <c>H</c> of the VQ-VAE's hidden layers and codewords (256 in DEFEAT).</summary>
+    public int HiddenDim { get; init; } = 256;
+
+    /// <summary>Number of codewords <c>K</c> (512 in DEFEAT); used when the shield builds its own quantizer.</summary>
+    public int CodebookSize { get; init; } = 512;
+
+    /// <summary>Weight of the reconstruction MSE in the VQ-VAE loss (0.5 in DEFEAT).</summary>
+    public double ReconstructionWeight { get; init; } = 0.5;
+
+    /// <summary>Weight of the codebook loss <c>mean((sg[z_e] - z_q)^2)</c> (0.1 in DEFEAT).</summary>
+    public double CodebookWeight { get; init; } = 0.1;
+
+    /// <summary>Weight of the commitment loss <c>mean((z_e - sg[z_q])^2)</c> (0.025 = 0.25 * 0.1 in DEFEAT).</summary>
+    public double CommitmentWeight { get; init; } = 0.025;
+
+    /// <summary>
+    /// Options of the quantizer the shield builds (EMA, k-means init, dead-code restart, cosine, ...). Null:
+    /// the official one, <c>new VectorQuantizerOptions { CodebookSize = CodebookSize, Dim = HiddenDim }</c>.
+    /// Its <c>CodebookSize</c> and <c>Dim</c> must equal <see cref="CodebookSize"/> and <see cref="HiddenDim"/>;
+    /// its <c>CommitmentWeight</c> has no effect inside the shield (the shield weighs the terms).
+    /// </summary>
+    public VectorQuantizerOptions? Quantizer { get; init; }
+
+    /// <summary>Number of grid positions <c>N = GridHeight * GridWidth</c>.</summary>
+    public int GridPositions => GridHeight * GridWidth;
+
+    /// <summary>The options of a shield for a square grid of <paramref name="gridPositions"/> positions (49 gives 7 x 7).</summary>
+    /// <param name="featureDim">Width D of the grid features.</param>
+    /// <param name="gridPositions">N, a perfect square.</param>
+    public static PerturbShieldOptions ForSquareGrid(int featureDim, int gridPositions)
+    {
+        var side = (int)Math.Round(Math.Sqrt(Math.Max(gridPositions, 0)));
+        if (gridPositions < 1 || side * side != gridPositions)
+            throw new ArgumentOutOfRangeException(nameof(gridPositions), gridPositions, $"{nameof(gridPositions)} must be a positive perfect square (h x h grid), got {gridPositions}.");
+        return new PerturbShieldOptions { FeatureDim = featureDim, GridHeight = side, GridWidth = side };
+    }
+
+    /// <summary>Checks every option; throws <see cref="ArgumentOutOfRangeException"/> naming the first bad one.</summary>
+    public void Validate()
+    {
+        static void Positive(int value, string name)
+        {
+            if (value < 1) throw new ArgumentOutOfRangeException(name, value, $"{name} must be >= 1, got {value}.");
+        }
+        static void Weight(double value, string name)
+        {
+            if (!(value >= 0) || double.IsInfinity(value))
+                throw new ArgumentOutOfRangeException(name, value, $"{name} must be a finite number >= 0, got {value}.");
+        }
+        Positive(FeatureDim, nameof(FeatureDim));
+        Positive(GridHeight, nameof(GridHeight));
+        Positive(GridWidth, nameof(GridWidth));
+        Positive(HiddenDim, nameof(HiddenDim));
+        Positive(CodebookSize, nameof(CodebookSize));
+        Weight(ReconstructionWeight, nameof(ReconstructionWeight));
+        Weight(CodebookWeight, nameof(CodebookWeight));
+        Weight(CommitmentWeight, nameof(CommitmentWeight));
+        if (Quantizer is { } q && (q.CodebookSize != CodebookSize || q.Dim != HiddenDim))
+            throw new ArgumentOutOfRangeException(nameof(Quantizer), q,
+                $"{nameof(Quantizer)} must have CodebookSize = {CodebookSize} and Dim = {HiddenDim} ({nameof(CodebookSize)}, {nameof(HiddenDim)}), got CodebookSize = {q.CodebookSize}, Dim = {q.Dim}.");
+    }
+}

@@ -1,0 +1,36 @@
+using static TorchSharp.torch;
+
+namespace Defeat.Shield;
+
+/// <summary>Everything one PerturbShield call gives its caller.</summary>
+/// <param name="Projected">The semantic alignment projection <c>W · Î_patch</c>, <c>[B, D]</c> (not normalised).</param>
+/// <param name="Reconstruction">The reconstructed grid <c>Î_patch</c>, <c>[B, N, D]</c>.</param>
+/// <param name="Indices">int64 codeword index of each grid position, <c>[B, N]</c>.</param>
+/// <param name="ReconstructionLoss"><c>mean((x - x̂)^2)</c>, unweighted (scalar); the target x is not detached.</param>
+/// <param name="CodebookLoss"><c>mean((sg[z_e] - z_q)^2)</c>, unweighted (scalar).</param>
+/// <param name="CommitmentLoss"><c>mean((z_e - sg[z_q])^2)</c>, unweighted (scalar).</param>
+/// <param name="Loss">The VQ-VAE loss: the three terms above with the shield's weights (scalar).</param>
+/// <param name="Perplexity">Effective number of codewords used in this batch (scalar).</param>
+public sealed record ShieldOutput(
+    Tensor Projected,
+    Tensor Reconstruction,
+    Tensor Indices,
+    Tensor ReconstructionLoss,
+    Tensor CodebookLoss,
+    Tensor CommitmentLoss,
+    Tensor Loss,
+    Tensor Perplexity) : IDisposable
+{
+    /// <summary>Disposes every tensor of the result.</summary>
+    public void Dispose()
+    {
+        Projected.Dispose();
+        Reconstruction.Dispose();
+        Indices.Dispose();
+        ReconstructionLoss.Dispose();
+        CodebookLoss.Dispose();
+        CommitmentLoss.Dispose();
+        Loss.Dispose();
+        Perplexity.Dispose();
+    }
+}

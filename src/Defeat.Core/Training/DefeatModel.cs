@@ -1,0 +1,206 @@
+using Defeat.Backbones;
+using Defeat.Fusion;
+using Defeat.Prompting;
+using Defeat.Shield;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Defeat.Training;
+
+/// <summary>
+/// DEFEAT as one module: frozen backbone, learned prompts, PerturbShield and logit fusion, with
+/// every loss term of the objective <c>L = CE + lambda * L_reg^I + mu * L_reg^T + L_VQVAE</c>.
+/// </summary>
+/// <remarks>
+/// <para>Forward: the backbone gives the class feature <c>I</c> and the grid; the prompt learner's text
+/// features <c>t</c> are computed once per forward and shared by both branches; clean logits are
+/// <c>LogitScale * cos(I, t)</c>, robust logits <c>LogitScale * cos(W · VQVAE(grid), t)</c>, and the fusion
+/// combines them.</para>
+/// <para>Trainable: the prompt context, the VQ-VAE, W (and a learnable fusion weight if chosen). The
+/// backbone is frozen at construction (its parameters' <c>requires_grad</c> set to false, eval mode) and is
+/// deliberately <b>not</b> registered as a submodule: <c>parameters()</c>, <c>state_dict()</c>,
+/// <c>train()</c>/<c>eval()</c> and <c>to()</c> of this module cover the trainable parts only, so a checkpoint
+/// (<see cref="TrainableStateDict"/>) holds no backbone weights. Move the backbone to a device yourself.</para>
+/// <para>Submodule names: <c>prompt_learner</c>, <c>shield</c>, <c>fusion</c> (each registered when it is a TorchSharp module).</para>
+/// </remarks>
+public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>
+{
+    private readonly BackboneReference _backbone;
+    private readonly IPromptLearner prompt_learner;
+    private readonly IPerturbShield? shield;
+    private readonly ILogitFusion? fusion;
+
+    /// <summary>Composes the parts.</summary>
+    /// <param name="backbone">The frozen vision-language backbone; frozen here if it is a module.</param>
+    /// <param name="promptLearner">The text side (built on the same backbone's text encoder).</param>
+    /// <param name="shield">The robust branch; required unless <see cref="DefeatModelOptions.UseShield"/> is false.</param>
+    /// <param name="fusion">The fusion; <see cref="LogitFusion"/> with its defaults when null.</param>
+    /// <param name="options">Loss weights and switches; defaults when null.</param>
+    public DefeatModel(IVisionLanguageBackbone backbone, IPromptLearner promptLearner, IPerturbShield? shield,
+        ILogitFusion? fusion = null, DefeatModelOptions? options = null) : base(nameof(DefeatModel))
+    {
+        ArgumentNullException.ThrowIfNull(backbone);
+        ArgumentNullException.ThrowIfNull(promptLearner);
+        Options = options ?? new DefeatModelOptions();
+        Options.Validate();
+        if (Options.UseShield)
+        {
+            if (shield is null)
+                throw new ArgumentNullException(nameof(shield), "A shield is required when DefeatModelOptions.UseShield is true.");
+            var (h, w) = backbone.GridSize;
+            if (shield.FeatureDim != backbone.FeatureDim || shield.GridPositions != h * w)
+                throw new ArgumentException($"The shield expects grids [B, {shield.GridPositions}, {shield.FeatureDim}] but the backbone gives [B, {h * w}, {backbone.FeatureDim}] ({h} x {w} grid).", nameof(shield));
+            this.shield = shield;
+            this.fusion = fusion ?? new LogitFusion();
+        }
+
+        _backbone = new BackboneReference(backbone);
+        prompt_learner = promptLearner;
+        if (backbone is nn.Module module)
+        {
+            foreach (var p in module.parameters()) p.requires_grad = false;
+            module.eval();
+        }
+        RegisterComponents();
+    }
+
+    /// <summary>Builds DEFEAT with its default parts for <paramref name="classNames"/>: a <see cref="PromptLearner"/>,
+    /// a <see cref="PerturbShield"/> sized from the backbone (its feature width and grid) and a <see cref="LogitFusion"/>.</summary>
+    /// <param name="backbone">The frozen backbone.</param>
+    /// <param name="classNames">Class names in label order.</param>
+    /// <param name="options">Model options.</param>
+    /// <param name="promptOptions">Prompt learner options.</param>
+    /// <param name="shieldOptions">Shield options; FeatureDim and the grid are taken from the backbone.</param>
+    /// <param name="fusionOptions">Fusion options.</param>
+    public static DefeatModel Create(IVisionLanguageBackbone backbone, IReadOnlyList<string> classNames,
+        DefeatModelOptions? options = null, PromptLearnerOptions? promptOptions = null,
+        PerturbShieldOptions? shieldOptions = null, LogitFusionOptions? fusionOptions = null)
+    {
+        ArgumentNullException.ThrowIfNull(backbone);
+        options ??= new DefeatModelOptions();
+        var learner = new PromptLearner(backbone, classNames, promptOptions);
+        PerturbShield? shield = null;
+        LogitFusion? fusion = null;
+        if (options.UseShield)
+        {
+            var (h, w) = backbone.GridSize;
+            shield = new PerturbShield((shieldOptions ?? new PerturbShieldOptions()) with { FeatureDim = backbone.FeatureDim, GridHeight = h, GridWidth = w });
+            fusion = new LogitFusion(fusionOptions);
+        }
+        return new DefeatModel(backbone, learner, shield, fusion, options);
+    }
+
+    /// <summary>The validated options.</summary>
+    public DefeatModelOptions Options { get; }
+
+    /// <summary>The frozen backbone (not a registered submodule).</summary>
+    public IVisionLanguageBackbone Backbone => _backbone.Backbone;
+
+    /// <summary>The prompt learner.</summary>
+    public IPromptLearner PromptLearner => prompt_learner;
+
+    /// <summary>The shield; null when <see cref="DefeatModelOptions.UseShield"/> is false.</summary>
+    public IPerturbShield? Shield => shield;
+
+    /// <summary>The fusion; null when <see cref="DefeatModelOptions.UseShield"/> is false.</summary>
+    public ILogitFusion? Fusion => fusion;
+
+    /// <summary>The parameters an optimiser should train: those of this module with <c>requires_grad</c> (never the backbone's).</summary>
+    public IEnumerable<Parameter> TrainableParameters() => parameters().Where(p => p.requires_grad);
+
+    /// <summary>The state to checkpoint: every parameter and persistent buffer of the trainable parts
+    /// (keys <c>prompt_learner.ctx</c>, <c>shield.vqvae.*</c>, <c>shield.cls_projection.*</c>, ...), without the backbone.</summary>
+    public Dictionary<string, Tensor> TrainableStateDict() => state_dict();
+
+    /// <summary>L2-normalised text features of all classes <c>[classes, D]</c>: the learned prompts', or the hand-written templates' when <see cref="DefeatModelOptions.UseLearnedPrompts"/> is false.</summary>
+    public Tensor TextFeatures() => Options.UseLearnedPrompts
+        ? functional.normalize(prompt_learner.EncodeTextFeatures(), dim: -1)
+        : prompt_learner.HandcraftedTextFeatures;
+
+    /// <summary>Runs DEFEAT on pixels <c>[B, C, H, W]</c> in [0, 1] with int64 labels <c>[B]</c>: logits and every loss term.</summary>
+    /// <param name="images">Pixels in [0, 1] (normalisation is the backbone's business).</param>
+    /// <param name="labels">Class indices.</param>
+    public override DefeatOutput forward(Tensor images, Tensor labels)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        CheckImages(images);
+        if (labels.dim() != 1 || labels.shape[0] != images.shape[0] || labels.dtype != ScalarType.Int64)
+            throw new ArgumentException($"labels must be int64 [{images.shape[0]}], got {labels.dtype} [{string.Join(", ", labels.shape)}].", nameof(labels));
+
+        using var scope = NewDisposeScope();
+        var pass = Run(images, Branch.Fused);
+        var zero = zeros(Array.Empty<long>(), dtype: pass.Logits.dtype, device: pass.Logits.device);
+        var crossEntropy = functional.cross_entropy(pass.Logits, labels);
+        var alignment = pass.Shield is null ? zero : shield!.AlignmentLoss(pass.ClassFeature, pass.Shield.Projected);
+        var textRegularization = Options.UseLearnedPrompts ? prompt_learner.TextRegularizationLoss(pass.TextFeatures) : zero;
+        var vqVae = pass.Shield?.Loss ?? zero;
+        var total = crossEntropy
+                    + Options.AlignmentWeight * alignment
+                    + Options.TextRegularizationWeight * textRegularization
+                    + Options.VqVaeWeight * vqVae;
+
+        var output = new DefeatOutput(pass.Logits, pass.Clean.alias(), pass.Robust, pass.Shield?.Indices,
+            crossEntropy, alignment.alias(), textRegularization.alias(), vqVae.alias(),
+            (pass.Shield?.ReconstructionLoss ?? zero).alias(), (pass.Shield?.CodebookLoss ?? zero).alias(),
+            (pass.Shield?.CommitmentLoss ?? zero).alias(), (pass.Shield?.Perplexity ?? zero).alias(), total);
+        foreach (var t in output.Tensors()) t.MoveToOuterDisposeScope();
+        return output;
+    }
+
+    /// <summary>Logits <c>[B, classes]</c> of one branch for pixels <c>[B, C, H, W]</c> in [0, 1].</summary>
+    /// <param name="images">Pixels in [0, 1].</param>
+    /// <param name="branch">Fused, clean or robust (robust and fused need the shield; without it fused is the clean branch).</param>
+    public Tensor Logits(Tensor images, Branch branch = Branch.Fused)
+    {
+        CheckImages(images);
+        if (branch == Branch.Robust && shield is null)
+            throw new InvalidOperationException("The robust branch needs the shield (DefeatModelOptions.UseShield is false).");
+        using var scope = NewDisposeScope();
+        var pass = Run(images, branch);
+        var logits = branch switch
+        {
+            Branch.Clean => pass.Clean,
+            Branch.Robust => pass.Robust!,
+            _ => pass.Logits,
+        };
+        return logits.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>An images-to-logits module for one branch, for attacks and evaluation. It holds this model as its
+    /// submodule <c>model</c>, so an attack that protects a module's state protects this model's.</summary>
+    /// <param name="branch">Which logits the view returns.</param>
+    public Module<Tensor, Tensor> AsClassifier(Branch branch = Branch.Fused) => new DefeatClassifier(this, branch);
+
+    private Pass Run(Tensor images, Branch branch)
+    {
+        using var features = Backbone.EncodeImage(images);
+        var text = TextFeatures();
+        var scale = Backbone.LogitScale.to(text.dtype, text.device);
+        var classFeature = features.ClassFeature.alias();
+        var clean = scale * functional.normalize(classFeature, dim: -1).matmul(text.t());
+        if (shield is null || branch == Branch.Clean)
+            return new Pass(clean, clean, null, null, classFeature, text);
+
+        var shielded = shield.Shield(features.GridFeatures);
+        var robust = scale * functional.normalize(shielded.Projected, dim: -1).matmul(text.t());
+        var fused = branch == Branch.Robust ? robust : fusion!.Fuse(clean, robust);
+        return new Pass(fused, clean, robust, shielded, classFeature, text);
+    }
+
+    private static void CheckImages(Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        if (images.dim() != 4 || !images.is_floating_point())
+            throw new ArgumentException($"images must be floating-point [B, C, H, W] pixels in [0, 1], got {images.dtype} [{string.Join(", ", images.shape)}].", nameof(images));
+    }
+
+    private sealed record Pass(Tensor Logits, Tensor Clean, Tensor? Robust, ShieldOutput? Shield, Tensor ClassFeature, Tensor TextFeatures);
+
+    // Keeps the backbone out of RegisterComponents (see the class remarks).
+    private sealed class BackboneReference(IVisionLanguageBackbone backbone)
+    {
+        public IVisionLanguageBackbone Backbone { get; } = backbone;
+    }
+}

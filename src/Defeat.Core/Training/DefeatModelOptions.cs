@@ -1,0 +1,33 @@
+namespace Defeat.Training;
+
+/// <summary>Options of <see cref="DefeatModel"/>: the objective's weights and which parts are used.</summary>
+public sealed record DefeatModelOptions
+{
+    /// <summary>Weight lambda of the image regulariser (alignment loss); 10 in DEFEAT.</summary>
+    public double AlignmentWeight { get; init; } = 10.0;
+
+    /// <summary>Weight mu of the text regulariser; 20 in DEFEAT.</summary>
+    public double TextRegularizationWeight { get; init; } = 20.0;
+
+    /// <summary>Weight of the shield's VQ-VAE loss in the total (its parts are weighted inside the shield); 1 in DEFEAT.</summary>
+    public double VqVaeWeight { get; init; } = 1.0;
+
+    /// <summary>Use PerturbShield and fusion (DEFEAT). False: prompt learner and clean branch only (an APT-style baseline).</summary>
+    public bool UseShield { get; init; } = true;
+
+    /// <summary>Use the learned prompts. False: the hand-written template features (zero-shot text side; no text regulariser).</summary>
+    public bool UseLearnedPrompts { get; init; } = true;
+
+    /// <summary>Checks every option; throws <see cref="ArgumentOutOfRangeException"/> naming the first bad one.</summary>
+    public void Validate()
+    {
+        static void Weight(double value, string name)
+        {
+            if (!(value >= 0) || double.IsInfinity(value))
+                throw new ArgumentOutOfRangeException(name, value, $"{name} must be a finite number >= 0, got {value}.");
+        }
+        Weight(AlignmentWeight, nameof(AlignmentWeight));
+        Weight(TextRegularizationWeight, nameof(TextRegularizationWeight));
+        Weight(VqVaeWeight, nameof(VqVaeWeight));
+    }
+}

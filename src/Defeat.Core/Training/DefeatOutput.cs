@@ -1,0 +1,56 @@
+using static TorchSharp.torch;
+
+namespace Defeat.Training;
+
+/// <summary>One <see cref="DefeatModel"/> forward pass: logits of every branch and every loss term (scalars).</summary>
+/// <param name="Logits">The fused logits <c>[B, classes]</c> (the clean logits when the shield is off).</param>
+/// <param name="CleanLogits">Clean-branch logits <c>[B, classes]</c>: <c>scale * cos(I, t)</c>.</param>
+/// <param name="RobustLogits">Robust-branch logits <c>[B, classes]</c>: <c>scale * cos(Î_proj, t)</c>; null when the shield is off.</param>
+/// <param name="Indices">Codeword index per grid position <c>[B, N]</c>; null when the shield is off.</param>
+/// <param name="CrossEntropy">Cross-entropy of <paramref name="Logits"/> against the labels.</param>
+/// <param name="AlignmentLoss">Image regulariser: mean L1 between normalised class and projected features (0 without shield).</param>
+/// <param name="TextRegularization">Text regulariser: mean L1 between normalised learned and hand-written prompt features (0 with hand-written prompts).</param>
+/// <param name="VqVaeLoss">The shield's weighted VQ-VAE loss (0 without shield).</param>
+/// <param name="ReconstructionLoss">Unweighted reconstruction MSE (0 without shield).</param>
+/// <param name="CodebookLoss">Unweighted codebook loss (0 without shield).</param>
+/// <param name="CommitmentLoss">Unweighted commitment loss (0 without shield).</param>
+/// <param name="Perplexity">Codebook perplexity of the batch (0 without shield).</param>
+/// <param name="Total"><c>CE + lambda * alignment + mu * text regulariser + VqVaeWeight * VQ-VAE loss</c>.</param>
+public sealed record DefeatOutput(
+    Tensor Logits,
+    Tensor CleanLogits,
+    Tensor? RobustLogits,
+    Tensor? Indices,
+    Tensor CrossEntropy,
+    Tensor AlignmentLoss,
+    Tensor TextRegularization,
+    Tensor VqVaeLoss,
+    Tensor ReconstructionLoss,
+    Tensor CodebookLoss,
+    Tensor CommitmentLoss,
+    Tensor Perplexity,
+    Tensor Total) : IDisposable
+{
+    /// <summary>Disposes every tensor of the result.</summary>
+    public void Dispose()
+    {
+        foreach (var t in Tensors()) t.Dispose();
+    }
+
+    internal IEnumerable<Tensor> Tensors()
+    {
+        yield return Logits;
+        yield return CleanLogits;
+        if (RobustLogits is not null) yield return RobustLogits;
+        if (Indices is not null) yield return Indices;
+        yield return CrossEntropy;
+        yield return AlignmentLoss;
+        yield return TextRegularization;
+        yield return VqVaeLoss;
+        yield return ReconstructionLoss;
+        yield return CodebookLoss;
+        yield return CommitmentLoss;
+        yield return Perplexity;
+        yield return Total;
+    }
+}
