@@ -1,3 +1,4 @@
+using Defeat.Checkpoints;
 using Defeat.Backbones;
 using Defeat.Fusion;
 using Defeat.Prompting;
@@ -25,7 +26,7 @@ namespace Defeat.Training;
 /// (<see cref="TrainableStateDict"/>) holds no backbone weights. Move the backbone to a device yourself.</para>
 /// <para>Submodule names: <c>prompt_learner</c>, <c>shield</c>, <c>fusion</c> (each registered when it is a TorchSharp module).</para>
 /// </remarks>
-public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>
+public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainableClassifier
 {
     private readonly BackboneReference _backbone;
     private readonly IPromptLearner prompt_learner;
@@ -113,6 +114,33 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>
     /// <summary>The state to checkpoint: every parameter and persistent buffer of the trainable parts
     /// (keys <c>prompt_learner.ctx</c>, <c>shield.vqvae.*</c>, <c>shield.cls_projection.*</c>, ...), without the backbone.</summary>
     public Dictionary<string, Tensor> TrainableStateDict() => state_dict();
+
+    /// <summary>Loads a state written by <see cref="TrainableStateDict"/> (a checkpoint), strictly.</summary>
+    /// <exception cref="ArgumentException">Keys missing or unexpected, or shapes differ (for example another class
+    /// count or codebook size); every problem is listed.</exception>
+    public void LoadTrainableStateDict(IReadOnlyDictionary<string, Tensor> state) => StateDictCopy.CopyInto(state_dict(), state);
+
+    IReadOnlyDictionary<string, Tensor> ITrainableClassifier.TrainableState() => TrainableStateDict();
+
+    void ITrainableClassifier.LoadTrainableState(IReadOnlyDictionary<string, Tensor> state) => LoadTrainableStateDict(state);
+
+    Tensor ITrainableClassifier.AttackLogits(Tensor images) => Logits(images, Branch.Fused);
+
+    TrainingLoss ITrainableClassifier.Loss(Tensor images, Tensor labels)
+    {
+        var output = forward(images, labels);
+        var parts = new Dictionary<string, Tensor> { ["ce"] = output.CrossEntropy };
+        if (shield is not null)
+        {
+            parts["align"] = output.AlignmentLoss;
+            parts["vqvae"] = output.VqVaeLoss;
+            parts["perplexity"] = output.Perplexity;
+        }
+        if (Options.UseLearnedPrompts) parts["text_reg"] = output.TextRegularization;
+        return new TrainingLoss(output.Total, parts);
+    }
+
+    void ITrainableClassifier.SetTraining(bool training) => train(training);
 
     /// <summary>L2-normalised text features of all classes <c>[classes, D]</c>: the learned prompts', or the hand-written templates' when <see cref="DefeatModelOptions.UseLearnedPrompts"/> is false.</summary>
     public Tensor TextFeatures() => Options.UseLearnedPrompts

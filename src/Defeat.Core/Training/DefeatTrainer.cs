@@ -54,7 +54,7 @@ public sealed class DefeatTrainer
         if (trainSet.Count == 0)
             throw new ArgumentException("trainSet is empty; expected at least one image.", nameof(trainSet));
 
-        var parameters = model.TrainableParameters();
+        var parameters = model.TrainableParameters().ToList();
         if (parameters.Count == 0)
             throw new ArgumentException("The model has no trainable parameters.", nameof(model));
         var optimizer = optim.SGD(parameters, Options.LearningRate, Options.Momentum, weight_decay: Options.WeightDecay);

@@ -14,7 +14,7 @@ namespace Defeat.Training;
 public interface ITrainableClassifier
 {
     /// <summary>The parameters the optimiser updates; a frozen backbone's are not among them.</summary>
-    IReadOnlyList<Parameter> TrainableParameters();
+    IEnumerable<Parameter> TrainableParameters();
 
     /// <summary>The trainable state by name (parameters and buffers such as EMA codebooks), for checkpoints.</summary>
     IReadOnlyDictionary<string, Tensor> TrainableState();

@@ -18,21 +18,13 @@ internal sealed class LinearClassifier : Module<Tensor, Tensor>, ITrainableClass
 
     public override Tensor forward(Tensor images) => fc.call(images.flatten(1));
 
-    public IReadOnlyList<Parameter> TrainableParameters() => parameters().ToList();
+    public IEnumerable<Parameter> TrainableParameters() => parameters();
 
     public IReadOnlyDictionary<string, Tensor> TrainableState() =>
         state_dict().ToDictionary(kv => kv.Key, kv => kv.Value);
 
-    public void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state)
-    {
-        using var noGrad = no_grad();
-        foreach (var (name, value) in state_dict())
-        {
-            if (!state.TryGetValue(name, out var saved) || !saved.shape.SequenceEqual(value.shape))
-                throw new ArgumentException($"key {name}: expected [{string.Join(", ", value.shape)}]", nameof(state));
-            value.copy_(saved);
-        }
-    }
+    public void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state) =>
+        Defeat.Checkpoints.StateDictCopy.CopyInto(state_dict(), state);
 
     public Tensor AttackLogits(Tensor images) => forward(images);
 

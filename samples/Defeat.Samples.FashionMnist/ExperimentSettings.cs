@@ -1,0 +1,41 @@
+namespace Defeat.Samples.FashionMnist;
+
+/// <summary>The sample's experiment: what is trained and how hard it is attacked.</summary>
+public sealed record ExperimentSettings
+{
+    /// <summary>Training images per class (the paper's 16-shot setting).</summary>
+    public int Shots { get; init; } = 16;
+
+    /// <summary>Epochs of adversarial prompt tuning (APT-style and DEFEAT).</summary>
+    public int Epochs { get; init; } = 10;
+
+    /// <summary>Test images per class (a stratified subset of the 10,000 test images).</summary>
+    public int TestPerClass { get; init; } = 20;
+
+    /// <summary>Steps of the evaluation PGD (the paper: 100, step eps/4, one random start).</summary>
+    public int PgdSteps { get; init; } = 20;
+
+    /// <summary>The radii of the table, in [0, 1] pixel units.</summary>
+    public IReadOnlyList<double> Epsilons { get; init; } = [1.0 / 255, 4.0 / 255];
+
+    /// <summary>The radii of the robust-accuracy-vs-epsilon curve.</summary>
+    public IReadOnlyList<double> CurveEpsilons { get; init; } = [0, 1.0 / 255, 2.0 / 255, 4.0 / 255, 8.0 / 255, 16.0 / 255];
+
+    /// <summary>The step counts of the robust-accuracy-vs-steps curve (at 4/255).</summary>
+    public IReadOnlyList<int> CurveSteps { get; init; } = [1, 3, 10, 20];
+
+    /// <summary>Radius of the training attack (PGD, 3 steps of 2*eps/3).</summary>
+    public double TrainEpsilon { get; init; } = 4.0 / 255;
+
+    /// <summary>Seed of every random choice.</summary>
+    public int Seed { get; init; } = 1;
+
+    /// <summary>The documented reproduction: larger test subset, PGD-100, longer curves.</summary>
+    public static ExperimentSettings Full() => new()
+    {
+        TestPerClass = 100,
+        PgdSteps = 100,
+        Epochs = 20,
+        CurveSteps = [1, 3, 10, 30, 100],
+    };
+}
