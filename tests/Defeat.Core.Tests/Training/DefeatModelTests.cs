@@ -194,6 +194,20 @@ public class DefeatModelTests
     }
 
     [Test]
+    public void ForwardLeavesNoTensorBehindButItsOutput()
+    {
+        var (_, model) = Build();
+        model.train();
+        using var x = Images(2, 8);
+        using var y = tensor(new long[] { 0, 1 });
+        using (var warmUp = model.call(x, y)) warmUp.Total.backward();
+        var before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        using (var output = model.call(x, y)) output.Total.backward();
+        using (var logits = model.Logits(x, Branch.Robust)) { }
+        Assert.That(DisposeScopeManager.Statistics.ThreadTotalLiveCount - before, Is.EqualTo(0));
+    }
+
+    [Test]
     public void BadInputsGiveClearErrors()
     {
         using var scope = NewDisposeScope();
