@@ -114,6 +114,34 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>
     /// (keys <c>prompt_learner.ctx</c>, <c>shield.vqvae.*</c>, <c>shield.cls_projection.*</c>, ...), without the backbone.</summary>
     public Dictionary<string, Tensor> TrainableStateDict() => state_dict();
 
+    /// <summary>
+    /// Loads the trainable part of an official DEFEAT checkpoint (<c>CustomCLIP.state_dict()</c>, as saved by the
+    /// official trainer): <c>prompt_learner.ctx</c>, <c>vqvae.*</c> and <c>cls_projection.*</c> map to
+    /// <c>prompt_learner.ctx</c>, <c>shield.vqvae.*</c> and <c>shield.cls_projection.*</c>. Every other official key
+    /// (the CLIP weights, <c>token_prefix</c>/<c>token_suffix</c>, which are rebuilt from the class names) is ignored.
+    /// </summary>
+    /// <param name="official">The official state dict.</param>
+    /// <returns>The keys of this model that were loaded.</returns>
+    /// <exception cref="ArgumentException">A trainable key of this model has no official counterpart, or shapes differ.</exception>
+    public IReadOnlyList<string> LoadOfficialStateDict(IReadOnlyDictionary<string, Tensor> official)
+    {
+        ArgumentNullException.ThrowIfNull(official);
+        static string Official(string key) =>
+            key.StartsWith("shield.", StringComparison.Ordinal) ? key["shield.".Length..] : key;
+        var own = state_dict();
+        var mapped = new Dictionary<string, Tensor>();
+        foreach (var (key, value) in own)
+        {
+            if (!official.TryGetValue(Official(key), out var source))
+                throw new ArgumentException($"The official state dict has no \"{Official(key)}\" (needed for \"{key}\").", nameof(official));
+            if (!source.shape.SequenceEqual(value.shape))
+                throw new ArgumentException($"\"{Official(key)}\" is [{string.Join(", ", source.shape)}] in the official state dict but \"{key}\" is [{string.Join(", ", value.shape)}].", nameof(official));
+            mapped[key] = source;
+        }
+        load_state_dict(mapped);
+        return mapped.Keys.ToList();
+    }
+
     /// <summary>L2-normalised text features of all classes <c>[classes, D]</c>: the learned prompts', or the hand-written templates' when <see cref="DefeatModelOptions.UseLearnedPrompts"/> is false.</summary>
     public Tensor TextFeatures() => Options.UseLearnedPrompts
         ? functional.normalize(prompt_learner.EncodeTextFeatures(), dim: -1)
