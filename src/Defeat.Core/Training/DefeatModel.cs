@@ -180,13 +180,17 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>
     /// <summary>Logits <c>[B, classes]</c> of one branch for pixels <c>[B, C, H, W]</c> in [0, 1].</summary>
     /// <param name="images">Pixels in [0, 1].</param>
     /// <param name="branch">Fused, clean or robust (robust and fused need the shield; without it fused is the clean branch).</param>
-    public Tensor Logits(Tensor images, Branch branch = Branch.Fused)
+    /// <param name="textFeatures">Precomputed <see cref="TextFeatures"/> <c>[classes, D]</c> to reuse (e.g. for every step of an
+    /// attack, during which the prompts do not change); null computes them.</param>
+    public Tensor Logits(Tensor images, Branch branch = Branch.Fused, Tensor? textFeatures = null)
     {
         CheckImages(images);
         if (branch == Branch.Robust && shield is null)
             throw new InvalidOperationException("The robust branch needs the shield (DefeatModelOptions.UseShield is false).");
+        if (textFeatures is not null && (textFeatures.dim() != 2 || textFeatures.shape[0] != prompt_learner.ClassNames.Count))
+            throw new ArgumentException($"textFeatures must be [classes={prompt_learner.ClassNames.Count}, D], got [{string.Join(", ", textFeatures.shape)}].", nameof(textFeatures));
         using var scope = NewDisposeScope();
-        var pass = Run(images, branch);
+        var pass = Run(images, branch, textFeatures);
         var logits = branch switch
         {
             Branch.Clean => pass.Clean,
@@ -199,12 +203,15 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>
     /// <summary>An images-to-logits module for one branch, for attacks and evaluation. It holds this model as its
     /// submodule <c>model</c>, so an attack that protects a module's state protects this model's.</summary>
     /// <param name="branch">Which logits the view returns.</param>
-    public Module<Tensor, Tensor> AsClassifier(Branch branch = Branch.Fused) => new DefeatClassifier(this, branch);
+    /// <param name="textFeatures">Text features to reuse on every call (see <see cref="Logits"/>); null recomputes them per call.
+    /// Pass <c>TextFeatures()</c> computed under <c>no_grad</c> when attacking: the prompts do not change during an attack,
+    /// and re-encoding every class prompt at every step is the text encoder's whole cost again.</param>
+    public Module<Tensor, Tensor> AsClassifier(Branch branch = Branch.Fused, Tensor? textFeatures = null) => new DefeatClassifier(this, branch, textFeatures);
 
-    private Pass Run(Tensor images, Branch branch)
+    private Pass Run(Tensor images, Branch branch, Tensor? textFeatures = null)
     {
         using var features = Backbone.EncodeImage(images);
-        var text = TextFeatures();
+        var text = textFeatures ?? TextFeatures();
         var scale = Backbone.LogitScale.to(text.dtype, text.device);
         var classFeature = features.ClassFeature.alias();
         var clean = scale * functional.normalize(classFeature, dim: -1).matmul(text.t());

@@ -68,6 +68,12 @@ public class DefeatModelTests
         Assert.That(MaxDiff(model.AsClassifier(Branch.Clean).call(x), clean), Is.LessThan(1e-5f));
         Assert.That(MaxDiff(model.AsClassifier(Branch.Robust).call(x), robust), Is.LessThan(1e-5f));
         Assert.That(MaxDiff(model.AsClassifier().call(x), fused), Is.LessThan(1e-5f));
+
+        // Reusing precomputed text features gives the same logits.
+        Tensor text;
+        using (no_grad()) text = model.TextFeatures();
+        Assert.That(MaxDiff(model.AsClassifier(Branch.Fused, text).call(x), fused), Is.LessThan(1e-5f));
+        Assert.Throws<ArgumentException>(() => model.Logits(x, Branch.Fused, text[..2]));
     }
 
     [Test]
