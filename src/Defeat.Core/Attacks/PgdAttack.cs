@@ -242,10 +242,9 @@ public sealed class PgdAttack : IAdversarialAttack
         if (labels.dim() != 1 || labels.shape[0] != images.shape[0] || labels.dtype != ScalarType.Int64)
             throw new ArgumentException($"labels must be int64 [{images.shape[0]}] (one class per image), got {labels.dtype} [{string.Join(", ", labels.shape)}].", nameof(labels));
         using var _ = no_grad();
-        using var minimum = images.min();
-        using var maximum = images.max();
-        var min = minimum.item<float>();
-        var max = maximum.item<float>();
+        using var scope = NewDisposeScope();
+        var min = images.min().to_type(ScalarType.Float64).item<double>();
+        var max = images.max().to_type(ScalarType.Float64).item<double>();
         if (min < 0 || max > 1)
             throw new ArgumentException($"images must be pixels in [0, 1], got values in [{min}, {max}].", nameof(images));
     }

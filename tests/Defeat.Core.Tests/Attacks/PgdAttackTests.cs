@@ -74,6 +74,20 @@ public class PgdAttackTests
     }
 
     [Test]
+    public void Float64ImagesStayFloat64AndInTheBall()
+    {
+        using var scope = NewDisposeScope();
+        var model = new LinearClassifier(12, 2, seed: 8);
+        model.to(ScalarType.Float64);
+        var x = rand(new long[] { 3, 1, 3, 4 }, dtype: ScalarType.Float64, generator: new Generator(9));
+        var y = tensor(new long[] { 0, 1, 1 });
+        var adv = new PgdAttack(new PgdOptions { Epsilon = 0.1, StepSize = 0.04, Steps = 4 }).Perturb(model, x, y);
+        Assert.That(adv.dtype, Is.EqualTo(ScalarType.Float64));
+        Assert.That((adv - x).abs().max().item<double>(), Is.LessThanOrEqualTo(0.1));
+        Assert.That((adv - x).abs().max().item<double>(), Is.GreaterThan(0.05));
+    }
+
+    [Test]
     public void TargetedMarginOnLinearModelMovesTowardTarget()
     {
         using var scope = NewDisposeScope();
