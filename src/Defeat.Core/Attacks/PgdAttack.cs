@@ -24,12 +24,15 @@ namespace Defeat.Attacks;
 public sealed class PgdAttack : IAdversarialAttack
 {
     private readonly ILogger _logger;
+    private readonly IProgress<PgdProgress>? _progress;
 
     /// <summary>Creates the attack.</summary>
     /// <param name="options">Attack options; <see cref="PgdOptions"/> defaults when null.</param>
     /// <param name="logger">Receives a debug line per restart.</param>
-    public PgdAttack(PgdOptions? options = null, ILogger<PgdAttack>? logger = null)
+    /// <param name="progress">Receives a report after every gradient step.</param>
+    public PgdAttack(PgdOptions? options = null, ILogger<PgdAttack>? logger = null, IProgress<PgdProgress>? progress = null)
     {
+        _progress = progress;
         Options = options ?? new PgdOptions();
         Options.Validate();
         _logger = (ILogger?)logger ?? NullLogger.Instance;
@@ -70,6 +73,7 @@ public sealed class PgdAttack : IAdversarialAttack
                 {
                     adv.copy_(Project(adv + Options.StepSize * Direction(gradient), x0));
                 }
+                _progress?.Report(new PgdProgress(restart, step + 1, Options.Steps, Options.Restarts));
             }
 
             using (no_grad())
@@ -238,8 +242,9 @@ public sealed class PgdAttack : IAdversarialAttack
         if (labels.dim() != 1 || labels.shape[0] != images.shape[0] || labels.dtype != ScalarType.Int64)
             throw new ArgumentException($"labels must be int64 [{images.shape[0]}] (one class per image), got {labels.dtype} [{string.Join(", ", labels.shape)}].", nameof(labels));
         using var _ = no_grad();
-        var min = images.min().item<float>();
-        var max = images.max().item<float>();
+        using var scope = NewDisposeScope();
+        var min = images.min().to_type(ScalarType.Float64).item<double>();
+        var max = images.max().to_type(ScalarType.Float64).item<double>();
         if (min < 0 || max > 1)
             throw new ArgumentException($"images must be pixels in [0, 1], got values in [{min}, {max}].", nameof(images));
     }

@@ -116,6 +116,7 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
             return cat(new[] { prefix, context, suffix }, 1);
 
         // The suffix starts with the class name's tokens; move them in front of (or into) the context.
+        using var scope = NewDisposeScope();
         var rows = new Tensor[classes];
         var half = ContextLength / 2;
         for (var i = 0; i < classes; i++)
@@ -129,7 +130,7 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
                 ? cat(new[] { start, name, c, rest }, 1)
                 : cat(new[] { start, c[.., ..half], name, c[.., half..], rest }, 1);
         }
-        return cat(rows, 0);
+        return cat(rows, 0).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />
@@ -148,6 +149,7 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
     // Mean over templates of the normalised features, normalised again (the usual prompt ensemble).
     private Tensor EncodeTemplates(ITextEncoder textEncoder)
     {
+        using var scope = NewDisposeScope();
         Tensor? sum = null;
         foreach (var template in Options.Templates)
         {
@@ -155,7 +157,7 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
             var features = nn.functional.normalize(textEncoder.EncodeText(textEncoder.Tokenize(texts)), dim: -1);
             sum = sum is null ? features : sum + features;
         }
-        return nn.functional.normalize(sum! / Options.Templates.Count, dim: -1).detach();
+        return nn.functional.normalize(sum! / Options.Templates.Count, dim: -1).detach().MoveToOuterDisposeScope();
     }
 
     // Holds the encoder outside the module tree: RegisterComponents would register a Module-typed

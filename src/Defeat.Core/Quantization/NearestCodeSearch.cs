@@ -8,7 +8,9 @@ namespace Defeat.Quantization;
 /// <c>[M, D]</c> inputs, <c>argmin_k |z - e_k|^2 = argmin_k (|e_k|^2 - 2 z.e_k)</c>.
 /// </summary>
 /// <remarks>
-/// One fused <c>addmm(|e|^2, z, e^T, beta: 1, alpha: -2)</c> per chunk of rows, then <c>argmin</c>.
+/// One fused <c>addmm(|e|^2, z, e^T, beta: 1, alpha: -2)</c> per chunk of rows, then the row minimum.
+/// The index comes from <c>min(dim)</c> rather than <c>argmin</c>: libtorch's CPU <c>min(dim)</c> was
+/// about twice as fast here and also returns the first minimum on ties.
 /// The <c>|z|^2</c> term is left out (it is the same for every code of a row), <c>|e|^2</c> is
 /// computed once per call, and rows are processed in chunks so that the <c>[rows, K]</c> score
 /// matrix stays bounded; the <c>[M, K, D]</c> broadcast is never formed. No gradient is recorded.
@@ -66,7 +68,7 @@ public static class NearestCodeSearch
         Tensor codesT = codes.t();
 
         if (m <= chunkRows)
-            return torch.addmm(bias, inputs, codesT, beta: 1, alpha: -2).argmin(1).MoveToOuterDisposeScope();
+            return RowMinimum(torch.addmm(bias, inputs, codesT, beta: 1, alpha: -2)).MoveToOuterDisposeScope();
 
         Tensor indices = torch.empty(m, dtype: ScalarType.Int64, device: inputs.device);
         for (long start = 0; start < m; start += chunkRows)
@@ -74,9 +76,15 @@ public static class NearestCodeSearch
             using var chunkScope = torch.NewDisposeScope();
             long rows = Math.Min(chunkRows, m - start);
             Tensor scores = torch.addmm(bias, inputs.narrow(0, start, rows), codesT, beta: 1, alpha: -2);
-            indices.narrow(0, start, rows).copy_(scores.argmin(1));
+            indices.narrow(0, start, rows).copy_(RowMinimum(scores));
         }
         return indices.MoveToOuterDisposeScope();
+    }
+
+    private static Tensor RowMinimum(Tensor scores)
+    {
+        var (_, indices) = scores.min(1);
+        return indices;
     }
 
     /// <summary>Whether two tensors live on the same device (type and index).</summary>

@@ -14,8 +14,13 @@ namespace Defeat.Quantization;
 /// </remarks>
 public sealed record VectorQuantizerOptions
 {
-    /// <summary>Largest distance-matrix chunk the default keeps in memory: 64 MB.</summary>
-    public const long DefaultMaxDistanceBytes = 64L * 1024 * 1024;
+    /// <summary>
+    /// Default bound of one distance-matrix chunk: 16 MB. The whole <c>[M, K]</c> matrix of a DEFEAT batch
+    /// (M = 1568 or 4900, K = 512) fits in one chunk; for large codebooks a chunk stays under glibc's
+    /// largest mmap threshold (32 MB), so chunks reuse heap memory instead of fresh page-faulted
+    /// mappings, and near the size of a last-level cache.
+    /// </summary>
+    public const long DefaultMaxDistanceBytes = 16L * 1024 * 1024;
 
     /// <summary>Number of codewords <c>K</c>.</summary>
     public int CodebookSize { get; init; } = 512;

@@ -9,11 +9,13 @@ namespace Defeat.Training;
 public sealed class DefeatClassifier : Module<Tensor, Tensor>
 {
     private readonly DefeatModel model;
+    private readonly FixedText? _textFeatures;
 
     /// <summary>Wraps <paramref name="defeatModel"/>; the model is registered as submodule <c>model</c>.</summary>
     /// <param name="defeatModel">The composed model.</param>
     /// <param name="branch">Which logits to return.</param>
-    public DefeatClassifier(DefeatModel defeatModel, Branch branch) : base(nameof(DefeatClassifier))
+    /// <param name="textFeatures">Text features to reuse on every call; null recomputes them per call.</param>
+    public DefeatClassifier(DefeatModel defeatModel, Branch branch, Tensor? textFeatures = null) : base(nameof(DefeatClassifier))
     {
         ArgumentNullException.ThrowIfNull(defeatModel);
         if (!Enum.IsDefined(branch))
@@ -22,6 +24,7 @@ public sealed class DefeatClassifier : Module<Tensor, Tensor>
             throw new ArgumentException("The robust branch needs the shield (DefeatModelOptions.UseShield is false).", nameof(branch));
         model = defeatModel;
         Branch = branch;
+        _textFeatures = textFeatures is null ? null : new FixedText(textFeatures.detach());
         RegisterComponents();
     }
 
@@ -30,5 +33,8 @@ public sealed class DefeatClassifier : Module<Tensor, Tensor>
 
     /// <summary>Logits <c>[B, classes]</c> of <see cref="Branch"/> for pixels <c>[B, C, H, W]</c> in [0, 1].</summary>
     /// <param name="images">Pixels in [0, 1].</param>
-    public override Tensor forward(Tensor images) => model.Logits(images, Branch);
+    public override Tensor forward(Tensor images) => model.Logits(images, Branch, _textFeatures?.Features);
+
+    // Held outside RegisterComponents: a Tensor field would become a buffer of this view.
+    private sealed record FixedText(Tensor Features);
 }

@@ -142,6 +142,33 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
 
     void ITrainableClassifier.SetTraining(bool training) => train(training);
 
+    /// <summary>
+    /// Loads the trainable part of an official DEFEAT checkpoint (<c>CustomCLIP.state_dict()</c>, as saved by the
+    /// official trainer): <c>prompt_learner.ctx</c>, <c>vqvae.*</c> and <c>cls_projection.*</c> map to
+    /// <c>prompt_learner.ctx</c>, <c>shield.vqvae.*</c> and <c>shield.cls_projection.*</c>. Every other official key
+    /// (the CLIP weights, <c>token_prefix</c>/<c>token_suffix</c>, which are rebuilt from the class names) is ignored.
+    /// </summary>
+    /// <param name="official">The official state dict.</param>
+    /// <returns>The keys of this model that were loaded.</returns>
+    /// <exception cref="ArgumentException">A trainable key of this model has no official counterpart, or shapes differ.</exception>
+    public IReadOnlyList<string> LoadOfficialStateDict(IReadOnlyDictionary<string, Tensor> official)
+    {
+        ArgumentNullException.ThrowIfNull(official);
+        static string Official(string key) =>
+            key.StartsWith("shield.", StringComparison.Ordinal) ? key["shield.".Length..] : key;
+        var own = state_dict();
+        var mapped = own.Keys.Where(k => official.ContainsKey(Official(k))).ToDictionary(k => k, k => official[Official(k)]);
+        try
+        {
+            StateDictCopy.CopyInto(own, mapped);
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"The official state dict does not fit (official keys drop the \"shield.\" prefix): {e.Message}", nameof(official), e);
+        }
+        return mapped.Keys.ToList();
+    }
+
     /// <summary>L2-normalised text features of all classes <c>[classes, D]</c>: the learned prompts', or the hand-written templates' when <see cref="DefeatModelOptions.UseLearnedPrompts"/> is false.</summary>
     public Tensor TextFeatures() => Options.UseLearnedPrompts
         ? functional.normalize(prompt_learner.EncodeTextFeatures(), dim: -1)
@@ -180,13 +207,17 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
     /// <summary>Logits <c>[B, classes]</c> of one branch for pixels <c>[B, C, H, W]</c> in [0, 1].</summary>
     /// <param name="images">Pixels in [0, 1].</param>
     /// <param name="branch">Fused, clean or robust (robust and fused need the shield; without it fused is the clean branch).</param>
-    public Tensor Logits(Tensor images, Branch branch = Branch.Fused)
+    /// <param name="textFeatures">Precomputed <see cref="TextFeatures"/> <c>[classes, D]</c> to reuse (e.g. for every step of an
+    /// attack, during which the prompts do not change); null computes them.</param>
+    public Tensor Logits(Tensor images, Branch branch = Branch.Fused, Tensor? textFeatures = null)
     {
         CheckImages(images);
         if (branch == Branch.Robust && shield is null)
             throw new InvalidOperationException("The robust branch needs the shield (DefeatModelOptions.UseShield is false).");
+        if (textFeatures is not null && (textFeatures.dim() != 2 || textFeatures.shape[0] != prompt_learner.ClassNames.Count))
+            throw new ArgumentException($"textFeatures must be [classes={prompt_learner.ClassNames.Count}, D], got [{string.Join(", ", textFeatures.shape)}].", nameof(textFeatures));
         using var scope = NewDisposeScope();
-        var pass = Run(images, branch);
+        var pass = Run(images, branch, textFeatures);
         var logits = branch switch
         {
             Branch.Clean => pass.Clean,
@@ -199,12 +230,15 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
     /// <summary>An images-to-logits module for one branch, for attacks and evaluation. It holds this model as its
     /// submodule <c>model</c>, so an attack that protects a module's state protects this model's.</summary>
     /// <param name="branch">Which logits the view returns.</param>
-    public Module<Tensor, Tensor> AsClassifier(Branch branch = Branch.Fused) => new DefeatClassifier(this, branch);
+    /// <param name="textFeatures">Text features to reuse on every call (see <see cref="Logits"/>); null recomputes them per call.
+    /// Pass <c>TextFeatures()</c> computed under <c>no_grad</c> when attacking: the prompts do not change during an attack,
+    /// and re-encoding every class prompt at every step is the text encoder's whole cost again.</param>
+    public Module<Tensor, Tensor> AsClassifier(Branch branch = Branch.Fused, Tensor? textFeatures = null) => new DefeatClassifier(this, branch, textFeatures);
 
-    private Pass Run(Tensor images, Branch branch)
+    private Pass Run(Tensor images, Branch branch, Tensor? textFeatures = null)
     {
         using var features = Backbone.EncodeImage(images);
-        var text = TextFeatures();
+        var text = textFeatures ?? TextFeatures();
         var scale = Backbone.LogitScale.to(text.dtype, text.device);
         var classFeature = features.ClassFeature.alias();
         var clean = scale * functional.normalize(classFeature, dim: -1).matmul(text.t());

@@ -74,6 +74,20 @@ public class PgdAttackTests
     }
 
     [Test]
+    public void Float64ImagesStayFloat64AndInTheBall()
+    {
+        using var scope = NewDisposeScope();
+        var model = new LinearClassifier(12, 2, seed: 8);
+        model.to(ScalarType.Float64);
+        var x = rand(new long[] { 3, 1, 3, 4 }, dtype: ScalarType.Float64, generator: new Generator(9));
+        var y = tensor(new long[] { 0, 1, 1 });
+        var adv = new PgdAttack(new PgdOptions { Epsilon = 0.1, StepSize = 0.04, Steps = 4 }).Perturb(model, x, y);
+        Assert.That(adv.dtype, Is.EqualTo(ScalarType.Float64));
+        Assert.That((adv - x).abs().max().item<double>(), Is.LessThanOrEqualTo(0.1));
+        Assert.That((adv - x).abs().max().item<double>(), Is.GreaterThan(0.05));
+    }
+
+    [Test]
     public void TargetedMarginOnLinearModelMovesTowardTarget()
     {
         using var scope = NewDisposeScope();
@@ -211,6 +225,20 @@ public class PgdAttackTests
     }
 
     [Test]
+    public void NoTensorOutlivesTheAttackButItsResult()
+    {
+        var model = SmallCnn(81);
+        using var x = rand(new long[] { 2, 3, 6, 6 }, generator: new Generator(82));
+        using var y = tensor(new long[] { 0, 1 });
+        var attack = new PgdAttack(new PgdOptions { Steps = 5, Restarts = 2, Norm = AttackNorm.L2, Epsilon = 0.5, StepSize = 0.2 });
+        attack.Perturb(model, x, y).Dispose(); // warm-up
+        var before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        var adv = attack.Perturb(model, x, y);
+        Assert.That(DisposeScopeManager.Statistics.ThreadTotalLiveCount - before, Is.EqualTo(1), "only the result is alive");
+        adv.Dispose();
+    }
+
+    [Test]
     public void SameSeedSameResultOtherSeedOtherResult()
     {
         using var scope = NewDisposeScope();
@@ -223,6 +251,25 @@ public class PgdAttackTests
         var c = new PgdAttack(options with { Seed = 2 }).Perturb(model, x, y);
         Assert.That(a.equal(b).all().item<bool>(), Is.True);
         Assert.That(a.equal(c).all().item<bool>(), Is.False);
+    }
+
+    private sealed class Recorder : IProgress<PgdProgress>
+    {
+        public List<PgdProgress> Reports { get; } = new();
+        public void Report(PgdProgress value) => Reports.Add(value);
+    }
+
+    [Test]
+    public void ProgressIsReportedAfterEveryStep()
+    {
+        using var scope = NewDisposeScope();
+        var recorder = new Recorder();
+        new PgdAttack(new PgdOptions { Steps = 3, Restarts = 2 }, progress: recorder).Perturb(SmallCnn(62), rand(1, 3, 6, 6), tensor(new long[] { 0 }));
+        Assert.That(recorder.Reports, Is.EqualTo(new[]
+        {
+            new PgdProgress(0, 1, 3, 2), new PgdProgress(0, 2, 3, 2), new PgdProgress(0, 3, 3, 2),
+            new PgdProgress(1, 1, 3, 2), new PgdProgress(1, 2, 3, 2), new PgdProgress(1, 3, 3, 2),
+        }));
     }
 
     [Test]

@@ -68,6 +68,12 @@ public class DefeatModelTests
         Assert.That(MaxDiff(model.AsClassifier(Branch.Clean).call(x), clean), Is.LessThan(1e-5f));
         Assert.That(MaxDiff(model.AsClassifier(Branch.Robust).call(x), robust), Is.LessThan(1e-5f));
         Assert.That(MaxDiff(model.AsClassifier().call(x), fused), Is.LessThan(1e-5f));
+
+        // Reusing precomputed text features gives the same logits.
+        Tensor text;
+        using (no_grad()) text = model.TextFeatures();
+        Assert.That(MaxDiff(model.AsClassifier(Branch.Fused, text).call(x), fused), Is.LessThan(1e-5f));
+        Assert.Throws<ArgumentException>(() => model.Logits(x, Branch.Fused, text[..2]));
     }
 
     [Test]
@@ -191,6 +197,46 @@ public class DefeatModelTests
         using var clean = model.call(x, y);
         using var attacked = model.call(adversarial, y);
         Assert.That(attacked.CrossEntropy.item<float>(), Is.GreaterThan(clean.CrossEntropy.item<float>()));
+    }
+
+    [Test]
+    public void ForwardLeavesNoTensorBehindButItsOutput()
+    {
+        var (_, model) = Build();
+        model.train();
+        using var x = Images(2, 8);
+        using var y = tensor(new long[] { 0, 1 });
+        using (var warmUp = model.call(x, y)) warmUp.Total.backward();
+        var before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        using (var output = model.call(x, y)) output.Total.backward();
+        using (var logits = model.Logits(x, Branch.Robust)) { }
+        Assert.That(DisposeScopeManager.Statistics.ThreadTotalLiveCount - before, Is.EqualTo(0));
+    }
+
+    [Test]
+    public void OfficialCheckpointKeysLoadIntoTheTrainableParts()
+    {
+        using var scope = NewDisposeScope();
+        var fixture = new Defeat.Tests.Shield.ShieldFixture();
+        var backbone = new FakeBackbone(featureDim: fixture.D, imageSize: 28, patchSize: 4, seed: 5);
+        var model = DefeatModel.Create(backbone, Classes, promptOptions: new PromptLearnerOptions { ContextLength = 3 },
+            shieldOptions: new PerturbShieldOptions { HiddenDim = fixture.H, CodebookSize = fixture.K });
+        var official = fixture.Names.Where(n => n.StartsWith("vqvae.", StringComparison.Ordinal) || n.StartsWith("cls_projection.", StringComparison.Ordinal))
+            .ToDictionary(n => n, n => fixture[n].to_type(ScalarType.Float32));
+        official["prompt_learner.ctx"] = randn(3, 6);
+        official["prompt_learner.token_prefix"] = zeros(4, 1, 6); // ignored, as the official loader does
+        official["image_encoder.conv1.weight"] = zeros(1);        // CLIP weights are ignored
+
+        var loaded = model.LoadOfficialStateDict(official);
+
+        Assert.That(loaded, Has.Count.EqualTo(model.TrainableStateDict().Count));
+        var state = model.TrainableStateDict();
+        Assert.That(state["prompt_learner.ctx"].equal(official["prompt_learner.ctx"]).all().item<bool>(), Is.True);
+        Assert.That(state["shield.vqvae.vq_embedding.weight"].equal(official["vqvae.vq_embedding.weight"]).all().item<bool>(), Is.True);
+        Assert.That(state["shield.cls_projection.linear.weight"].equal(official["cls_projection.linear.weight"]).all().item<bool>(), Is.True);
+        official.Remove("vqvae.encoder.0.bias");
+        var e = Assert.Throws<ArgumentException>(() => model.LoadOfficialStateDict(official));
+        Assert.That(e!.Message, Does.Contain("vqvae.encoder.0.bias"));
     }
 
     [Test]
