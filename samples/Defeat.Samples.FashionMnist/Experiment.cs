@@ -139,9 +139,12 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
     /// <summary>DEFEAT is attacked through the fused logits and through each branch; the baselines have one output.</summary>
     private static EvaluationSubject Subject(string name, DefeatModel model)
     {
-        Func<Tensor, Tensor> fused = x => model.Logits(x, Branch.Fused);
+        // Prompts are fixed after training: encode them once for every attack step.
+        Tensor text;
+        using (no_grad()) text = model.TextFeatures();
+        Func<Tensor, Tensor> fused = x => model.Logits(x, Branch.Fused, text);
         if (model.Shield is null) return new EvaluationSubject(name, fused);
-        Func<Tensor, Tensor> clean = x => model.Logits(x, Branch.Clean), robust = x => model.Logits(x, Branch.Robust);
+        Func<Tensor, Tensor> clean = x => model.Logits(x, Branch.Clean, text), robust = x => model.Logits(x, Branch.Robust, text);
         return new EvaluationSubject(name, fused,
             attackTargets: new Dictionary<string, Func<Tensor, Tensor>> { ["fused"] = fused, ["clean"] = clean, ["robust"] = robust },
             branches: new Dictionary<string, Func<Tensor, Tensor>> { ["clean"] = clean, ["robust"] = robust },

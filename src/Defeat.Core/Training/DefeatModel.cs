@@ -124,7 +124,13 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
 
     void ITrainableClassifier.LoadTrainableState(IReadOnlyDictionary<string, Tensor> state) => LoadTrainableStateDict(state);
 
-    Tensor ITrainableClassifier.AttackLogits(Tensor images) => Logits(images, Branch.Fused);
+    Func<Tensor, Tensor> ITrainableClassifier.AttackTarget()
+    {
+        // The prompts do not change during an attack: encode them once (no graph) for all of its steps.
+        Tensor text;
+        using (no_grad()) text = TextFeatures();
+        return images => Logits(images, Branch.Fused, text);
+    }
 
     TrainingLoss ITrainableClassifier.Loss(Tensor images, Tensor labels)
     {

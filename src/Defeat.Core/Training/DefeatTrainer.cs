@@ -85,7 +85,7 @@ public sealed class DefeatTrainer
 
                     model.SetTraining(false);
                     var attack = new PgdAttack(Options.Attack with { Seed = (ulong)Mix(epoch, step) });
-                    var adversarial = attack.Perturb(model.AttackLogits, x, y, cancellationToken);
+                    var adversarial = attack.Perturb(model.AttackTarget(), x, y, cancellationToken);
                     model.SetTraining(true);
 
                     var loss = model.Loss(adversarial, y);

@@ -23,8 +23,12 @@ public interface ITrainableClassifier
     /// <exception cref="ArgumentException">A key is missing or unexpected, or a shape differs; the message lists each.</exception>
     void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state);
 
-    /// <summary>The logits <c>[B, classes]</c> the training attack maximises the loss of (DEFEAT: the fused logits).</summary>
-    Tensor AttackLogits(Tensor images);
+    /// <summary>
+    /// The function whose logits <c>[B, classes]</c> the training attack maximises the loss of (DEFEAT: the fused
+    /// logits). Called once per batch; the function may cache what does not depend on the images (DEFEAT's
+    /// text features) across the attack's steps, and is valid until the next optimiser step.
+    /// </summary>
+    Func<Tensor, Tensor> AttackTarget();
 
     /// <summary>The training objective on a batch: the total loss to minimise and its named parts (for logs).</summary>
     TrainingLoss Loss(Tensor images, Tensor labels);

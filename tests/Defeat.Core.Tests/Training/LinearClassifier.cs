@@ -26,7 +26,7 @@ internal sealed class LinearClassifier : Module<Tensor, Tensor>, ITrainableClass
     public void LoadTrainableState(IReadOnlyDictionary<string, Tensor> state) =>
         Defeat.Checkpoints.StateDictCopy.CopyInto(state_dict(), state);
 
-    public Tensor AttackLogits(Tensor images) => forward(images);
+    public Func<Tensor, Tensor> AttackTarget() => forward;
 
     public TrainingLoss Loss(Tensor images, Tensor labels)
     {
