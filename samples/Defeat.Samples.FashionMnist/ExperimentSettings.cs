@@ -38,4 +38,17 @@ public sealed record ExperimentSettings
         Epochs = 20,
         CurveSteps = [1, 3, 10, 30, 100],
     };
+
+    /// <summary>Throws when a setting is out of range, naming it.</summary>
+    public void Validate()
+    {
+        if (Shots < 1 || Shots > Experiment.ReservePerClass)
+            throw new ArgumentOutOfRangeException(nameof(Shots), Shots, $"Expected 1 to {Experiment.ReservePerClass} shots per class.");
+        if (Epochs < 2) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "Expected at least 2 (one warm-up epoch, then the cosine schedule).");
+        if (TestPerClass < 1 || TestPerClass > 1000)
+            throw new ArgumentOutOfRangeException(nameof(TestPerClass), TestPerClass, "Expected 1 to 1000 test images per class (the test split has 1000).");
+        if (PgdSteps < 1) throw new ArgumentOutOfRangeException(nameof(PgdSteps), PgdSteps, "Expected at least 1 PGD step.");
+        if (Epsilons.Count == 0 || Epsilons.Any(e => !(e > 0 && e <= 1)))
+            throw new ArgumentOutOfRangeException(nameof(Epsilons), string.Join(", ", Epsilons), "Expected at least one radius in (0, 1].");
+    }
 }

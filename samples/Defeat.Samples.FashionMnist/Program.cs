@@ -20,10 +20,13 @@ var backboneOption = new Option<string?>("--backbone") { Description = "CLIP che
 var fullOption = new Option<bool>("--full") { Description = "The documented reproduction: 100 test images per class, PGD-100, 20 epochs, longer curves." };
 var threadsOption = new Option<int>("--threads") { Description = "CPU threads for TorchSharp (0: all cores).", DefaultValueFactory = _ => 0 };
 var verboseOption = new Option<bool>("--verbose") { Description = "Log every epoch." };
+var epochsOption = new Option<int?>("--epochs") { Description = "Override the epochs of prompt tuning." };
+var testOption = new Option<int?>("--test-per-class") { Description = "Override the test images per class." };
+var stepsOption = new Option<int?>("--pgd-steps") { Description = "Override the steps of the evaluation PGD." };
 
 var root = new RootCommand("DEFEAT (ICLR 2026) on Fashion-MNIST: zero-shot, APT-style and DEFEAT prompt tuning of a small CLIP, with clean and robust accuracy.")
 {
-    dataOption, seedOption, outputOption, backboneOption, fullOption, threadsOption, verboseOption,
+    dataOption, seedOption, outputOption, backboneOption, fullOption, threadsOption, verboseOption, epochsOption, testOption, stepsOption,
 };
 
 var quickOption = new Option<bool>("--quick") { Description = "Minutes instead of the full pre-training schedule." };
@@ -53,6 +56,10 @@ root.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
     using var loggers = Loggers(parse.GetValue(verboseOption));
     SetThreads(parse.GetValue(threadsOption));
     var settings = (parse.GetValue(fullOption) ? ExperimentSettings.Full() : new ExperimentSettings()) with { Seed = parse.GetValue(seedOption) };
+    if (parse.GetValue(epochsOption) is { } epochs) settings = settings with { Epochs = epochs };
+    if (parse.GetValue(testOption) is { } perClass) settings = settings with { TestPerClass = perClass };
+    if (parse.GetValue(stepsOption) is { } steps) settings = settings with { PgdSteps = steps };
+    settings.Validate();
     string output = parse.GetValue(outputOption)!;
     Directory.CreateDirectory(output);
     var watch = Stopwatch.StartNew();
@@ -113,7 +120,7 @@ static int Guarded(Action action)
         AnsiConsole.MarkupLine("[yellow]Cancelled; the last completed epoch's checkpoint is kept.[/]");
         return 130;
     }
-    catch (Exception e) when (e is DirectoryNotFoundException or IdxFormatException or ClipCheckpointException or Defeat.Checkpoints.CheckpointException)
+    catch (Exception e) when (e is ArgumentException or DirectoryNotFoundException or IdxFormatException or ClipCheckpointException or Defeat.Checkpoints.CheckpointException)
     {
         AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
         return 2;
