@@ -1,11 +1,17 @@
 using BenchmarkDotNet.Running;
 using Defeat.Benchmarks;
 
-// `--probe`: a quick Stopwatch sweep of the kernel's chunk size; anything else goes to BenchmarkDotNet
+// `--probe`: a quick wall-clock sweep of the kernel's chunk size; `--probe-cpu`: single-thread CPU-time
+// ratios (steadier on a shared machine). Anything else goes to BenchmarkDotNet
 // (`--filter '*' --job short` for a few minutes, `--filter '*'` for the full default job).
 if (args.Length > 0 && args[0] == "--probe")
 {
     ChunkProbe.Run();
+    return;
+}
+if (args.Length > 0 && args[0] == "--probe-cpu")
+{
+    CpuProbe.Run();
     return;
 }
 // The separate process BenchmarkDotNet generates and builds does not receive the libstdc++
