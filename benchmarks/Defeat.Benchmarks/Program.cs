@@ -1,11 +1,22 @@
 using BenchmarkDotNet.Running;
 using Defeat.Benchmarks;
 
-// `--probe`: a quick Stopwatch sweep of the kernel's chunk size; anything else goes to BenchmarkDotNet
-// (e.g. `--filter '*' --job short` for a few minutes, or `--filter '*'` for the full default job).
+// `--probe`: a quick wall-clock sweep of the kernel's chunk size; `--probe-cpu`: single-thread CPU-time
+// ratios (steadier on a shared machine). Anything else goes to BenchmarkDotNet
+// (`--filter '*' --job short` for a few minutes, `--filter '*'` for the full default job).
 if (args.Length > 0 && args[0] == "--probe")
 {
     ChunkProbe.Run();
     return;
 }
+if (args.Length > 0 && args[0] == "--probe-cpu")
+{
+    CpuProbe.Run();
+    return;
+}
+// The separate process BenchmarkDotNet generates and builds does not receive the libstdc++
+// compatibility step of Defeat.Core.targets, so on Debian 12 libtorch would not load there:
+// run the benchmarks in this (patched) process instead.
+if (!args.Contains("--inProcess") && !args.Contains("-i"))
+    args = [.. args, "--inProcess"];
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -22,6 +22,12 @@ public class QuantizerBenchmarks
     private Tensor _outputGrad = null!;
     private Tensor _codebookT = null!;
 
+    /// <summary>The input <c>[M, D]</c> (after <see cref="Setup"/>).</summary>
+    public Tensor Input => _input;
+
+    /// <summary>The quantizer's codebook <c>[K, D]</c> (after <see cref="Setup"/>).</summary>
+    public Tensor Codebook => _quantizer.Codebook;
+
     /// <summary>The problem size.</summary>
     [ParamsSource(nameof(Shapes))]
     public QuantizerShape Shape { get; set; } = QuantizerShape.All[0];

@@ -192,6 +192,14 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         return codes.index_select(0, indices.reshape(-1).to(codes.device)).reshape(shape).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Releases the random generator along with the module's tensors.</summary>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+            _generator.Dispose();
+        base.Dispose(disposing);
+    }
+
     private void ValidateInput(Tensor input)
     {
         ArgumentNullException.ThrowIfNull(input);
