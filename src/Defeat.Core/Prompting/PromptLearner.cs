@@ -153,7 +153,7 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
         Tensor? sum = null;
         foreach (var template in Options.Templates)
         {
-            var texts = ClassNames.Select(n => template.Replace("{}", n, StringComparison.Ordinal)).ToArray();
+            var texts = ClassNames.Select(n => template.Replace("{0}", n, StringComparison.Ordinal)).ToArray();
             var features = nn.functional.normalize(textEncoder.EncodeText(textEncoder.Tokenize(texts)), dim: -1);
             sum = sum is null ? features : sum + features;
         }

@@ -19,7 +19,7 @@ public sealed record PromptLearnerOptions
     public ClassTokenPosition ClassTokenPosition { get; init; } = ClassTokenPosition.End;
 
     /// <summary>Hand-written templates of the text regulariser and of zero-shot use; <c>{}</c> marks the class name. Several are averaged.</summary>
-    public IReadOnlyList<string> Templates { get; init; } = new[] { "a photo of a {}." };
+    public IReadOnlyList<string> Templates { get; init; } = new[] { "a photo of a {0}." };
 
     /// <summary>The placeholder word whose positions the learned context fills; it must be a single token.</summary>
     public string Placeholder { get; init; } = "X";
@@ -39,10 +39,10 @@ public sealed record PromptLearnerOptions
         if (!Enum.IsDefined(ClassTokenPosition))
             throw new ArgumentOutOfRangeException(nameof(ClassTokenPosition), ClassTokenPosition, $"{nameof(ClassTokenPosition)} must be End, Middle or Front, got {ClassTokenPosition}.");
         if (Templates is null || Templates.Count == 0)
-            throw new ArgumentException($"{nameof(Templates)} must hold at least one template such as \"a photo of a {{}}.\".", nameof(Templates));
+            throw new ArgumentException($"{nameof(Templates)} must hold at least one template such as \"a photo of a {{0}}.\".", nameof(Templates));
         foreach (var template in Templates)
-            if (template is null || !template.Contains("{}", StringComparison.Ordinal))
-                throw new ArgumentException($"Every template must contain {{}} where the class name goes, got \"{template}\".", nameof(Templates));
+            if (template is null || !template.Contains("{0}", StringComparison.Ordinal))
+                throw new ArgumentException($"Every template must contain {{0}} where the class name goes, got \"{template}\".", nameof(Templates));
         if (string.IsNullOrWhiteSpace(Placeholder) || Placeholder.Contains(' ', StringComparison.Ordinal))
             throw new ArgumentException($"{nameof(Placeholder)} must be a single word, got \"{Placeholder}\".", nameof(Placeholder));
     }

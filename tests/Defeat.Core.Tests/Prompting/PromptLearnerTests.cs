@@ -99,7 +99,7 @@ public class PromptLearnerTests
     {
         using var scope = NewDisposeScope();
         var backbone = new FakeBackbone();
-        var templates = new[] { "a photo of a {}.", "a picture of the {}." };
+        var templates = new[] { "a photo of a {0}.", "a picture of the {0}." };
         var learner = new PromptLearner(backbone, Classes, new PromptLearnerOptions { ContextLength = 2, Templates = templates });
 
         var names = new[] { "cat", "red car", "sea lion" };
@@ -126,7 +126,7 @@ public class PromptLearnerTests
         var backbone = new FakeBackbone();
         var e1 = Assert.Throws<ArgumentException>(() => new PromptLearner(backbone, Classes, new PromptLearnerOptions { Templates = new[] { "a photo" } }));
         Assert.That(e1!.ParamName, Is.EqualTo("Templates"));
-        Assert.That(e1.Message, Does.Contain("{}").And.Contain("a photo"));
+        Assert.That(e1.Message, Does.Contain("{0}").And.Contain("a photo"));
         var e2 = Assert.Throws<ArgumentOutOfRangeException>(() => new PromptLearner(backbone, Classes, new PromptLearnerOptions { ContextLength = 0 }));
         Assert.That(e2!.ParamName, Is.EqualTo("ContextLength"));
         var e3 = Assert.Throws<ArgumentException>(() => new PromptLearner(backbone, Classes, new PromptLearnerOptions { ContextLength = 2, Placeholder = "x," }));
