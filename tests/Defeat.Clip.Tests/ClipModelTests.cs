@@ -122,4 +122,45 @@ public class ClipModelTests
         var e4 = Assert.Throws<ArgumentException>(() => model.ZeroShotLogits(zeros(1, 3, 32, 32), zeros(3, 15)))!;
         Assert.That(e4.Message, Does.Contain("[K, 16]"));
     }
+
+    [Test]
+    public void PixelGradientMatchesFiniteDifference()
+    {
+        // Attacks differentiate the logits with respect to pixels in [0, 1], through the normalisation inside the model.
+        using var scope = NewDisposeScope();
+        using var model = ClipLoader.Load(Fixture.File("tiny_openai.pt"), Fixture.TinyOptions);
+        model.to(ScalarType.Float64);
+        var images = Fixture.Reference["images"][..1].to(ScalarType.Float64).requires_grad_(true);
+        var ids = Fixture.Reference["token_ids"];
+        var loss = model.call(images, ids)[0, 1];
+        loss.backward();
+        var direction = randn_like(images);
+        double analytic = (images.grad! * direction).sum().item<double>();
+        const double h = 1e-6;
+        using var noGrad = no_grad();
+        double plus = model.call(images + h * direction, ids)[0, 1].item<double>();
+        double minus = model.call(images - h * direction, ids)[0, 1].item<double>();
+        Assert.That(analytic, Is.EqualTo((plus - minus) / (2 * h)).Within(1e-5 * Math.Max(1, Math.Abs(analytic))));
+    }
+
+    [Test]
+    public void PromptEmbeddingGradientMatchesFiniteDifference()
+    {
+        // Prompt learning trains embeddings fed to EncodeEmbeddings: the gradient must reach them.
+        using var scope = NewDisposeScope();
+        using var model = ClipLoader.Load(Fixture.File("tiny_openai.pt"), Fixture.TinyOptions);
+        model.to(ScalarType.Float64);
+        var ids = Fixture.Reference["token_ids"][..2];
+        var prompts = Fixture.Reference["prompt_embeddings"][..2].to(ScalarType.Float64).requires_grad_(true);
+        var weights = randn(2, 16, dtype: ScalarType.Float64);
+        (model.EncodeEmbeddings(prompts, ids) * weights).sum().backward();
+        var direction = randn_like(prompts);
+        double analytic = (prompts.grad! * direction).sum().item<double>();
+        const double h = 1e-6;
+        using var noGrad = no_grad();
+        double plus = (model.EncodeEmbeddings(prompts + h * direction, ids) * weights).sum().item<double>();
+        double minus = (model.EncodeEmbeddings(prompts - h * direction, ids) * weights).sum().item<double>();
+        Assert.That(analytic, Is.Not.Zero);
+        Assert.That(analytic, Is.EqualTo((plus - minus) / (2 * h)).Within(1e-5 * Math.Max(1, Math.Abs(analytic))));
+    }
 }
