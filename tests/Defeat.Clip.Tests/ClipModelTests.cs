@@ -163,4 +163,31 @@ public class ClipModelTests
         Assert.That(analytic, Is.Not.Zero);
         Assert.That(analytic, Is.EqualTo((plus - minus) / (2 * h)).Within(1e-5 * Math.Max(1, Math.Abs(analytic))));
     }
+
+    private static Dictionary<string, Tensor> ShapesOfReleasedModel(int visionWidth, int visionLayers, int patch, int textWidth, int embedDim)
+    {
+        // Uninitialised tensors with the released shapes: sizes must come from shapes and key names alone.
+        var d = new Dictionary<string, Tensor>
+        {
+            ["visual.conv1.weight"] = empty(visionWidth, 3, patch, patch),
+            ["visual.positional_embedding"] = empty((224 / patch) * (224 / patch) + 1, visionWidth),
+            ["visual.proj"] = empty(visionWidth, embedDim),
+            ["text_projection"] = empty(textWidth, embedDim),
+            ["positional_embedding"] = empty(77, textWidth),
+            ["token_embedding.weight"] = empty(49408, textWidth),
+            ["ln_final.weight"] = empty(textWidth),
+        };
+        for (int i = 0; i < visionLayers; i++) d[$"visual.transformer.resblocks.{i}.attn.in_proj_weight"] = empty(3 * visionWidth, visionWidth);
+        for (int i = 0; i < 12; i++) d[$"transformer.resblocks.{i}.attn.in_proj_weight"] = empty(3 * textWidth, textWidth);
+        return d;
+    }
+
+    [Test]
+    public void ReleasedSizesAreInferredFromTensorShapes()
+    {
+        using var scope = NewDisposeScope();
+        Assert.That(ClipStateDict.InferConfig(ShapesOfReleasedModel(768, 12, 32, 512, 512)), Is.EqualTo(ClipConfig.ViTB32()));
+        Assert.That(ClipStateDict.InferConfig(ShapesOfReleasedModel(768, 12, 16, 512, 512)), Is.EqualTo(ClipConfig.ViTB16()));
+        Assert.That(ClipStateDict.InferConfig(ShapesOfReleasedModel(1024, 24, 14, 768, 768)), Is.EqualTo(ClipConfig.ViTL14()));
+    }
 }

@@ -128,4 +128,17 @@ public class LoaderErrorTests
     {
         Assert.Throws<FileNotFoundException>(() => ClipLoader.Load(Temp("nope.pt")));
     }
+
+    [Test]
+    public void HuggingFaceFileWithoutAValueProjectionIsReported()
+    {
+        using var scope = NewDisposeScope();
+        var (tensors, _) = SafetensorsFile.Read(Fixture.File("tiny_hf.safetensors"));
+        tensors.Remove("text_model.encoder.layers.1.self_attn.v_proj.weight");
+        var path = Temp("hf-no-v.safetensors");
+        SafetensorsFile.Write(path, tensors);
+        var e = Assert.Throws<ClipCheckpointException>(() => ClipLoader.Load(path, Fixture.TinyOptions))!;
+        Assert.That(e.Message, Does.Contain("missing key 'transformer.resblocks.1.attn.in_proj_weight': expected shape [96, 32]"));
+        Assert.That(e.Message, Does.Contain("q_proj only").And.Contain("k_proj only"));
+    }
 }
