@@ -36,16 +36,23 @@ public static class SafetensorsFile
     /// <exception cref="ClipCheckpointException">The file is not safetensors, or is truncated or malformed.</exception>
     public static (Dictionary<string, Tensor> Tensors, Dictionary<string, string> Metadata) Read(string path)
     {
-        byte[] bytes = File.ReadAllBytes(path);
-        if (bytes.Length < 8) throw new ClipCheckpointException($"The file has {bytes.Length} bytes; a safetensors file has at least 8.", path);
-        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        if (headerLength > MaxHeaderBytes || 8 + (long)headerLength > bytes.Length)
+        ArgumentNullException.ThrowIfNull(path);
+        // Streamed tensor by tensor: released CLIP files reach gigabytes, more than one array may hold.
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        long fileLength = stream.Length;
+        if (fileLength < 8) throw new ClipCheckpointException($"The file has {fileLength} bytes; a safetensors file has at least 8.", path);
+        Span<byte> lengthBytes = stackalloc byte[8];
+        stream.ReadExactly(lengthBytes);
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(lengthBytes);
+        if (headerLength > MaxHeaderBytes || 8 + (long)headerLength > fileLength)
             throw new ClipCheckpointException(
-                $"The safetensors header claims {headerLength} bytes but the file has {bytes.Length} bytes: truncated or not safetensors.", path);
+                $"The safetensors header claims {headerLength} bytes but the file has {fileLength} bytes: truncated or not safetensors.", path);
+        var headerBytes = new byte[headerLength];
+        stream.ReadExactly(headerBytes);
         JsonObject header;
         try
         {
-            header = JsonNode.Parse(Encoding.UTF8.GetString(bytes, 8, (int)headerLength))?.AsObject()
+            header = JsonNode.Parse(headerBytes)?.AsObject()
                 ?? throw new ClipCheckpointException("The safetensors header is empty.", path);
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
@@ -74,12 +81,14 @@ public static class SafetensorsFile
                 long begin = dataStart + offsets[0], end = dataStart + offsets[1];
                 if (offsets[1] - offsets[0] != count * size)
                     throw new ClipCheckpointException($"Tensor '{name}' has {offsets[1] - offsets[0]} bytes; shape [{string.Join(", ", shape)}] of {dtype} needs {count * size}.", path);
-                if (end > bytes.Length)
+                if (end > fileLength)
                     throw new ClipCheckpointException(
-                        $"Tensor '{name}' ends at byte {end} but the file has {bytes.Length} bytes: the file is truncated.", path);
+                        $"Tensor '{name}' ends at byte {end} but the file has {fileLength} bytes: the file is truncated.", path);
+                var data = new byte[end - begin];
+                stream.Seek(begin, SeekOrigin.Begin);
+                stream.ReadExactly(data);
                 var t = torch.empty(shape, scalar);
-                var span = bytes.AsSpan((int)begin, (int)(end - begin));
-                CopyInto(t, span);
+                CopyInto(t, data);
                 tensors[name] = t;
             }
         }
@@ -87,6 +96,11 @@ public static class SafetensorsFile
         {
             foreach (var t in tensors.Values) t.Dispose();
             throw new ClipCheckpointException("The safetensors header is malformed.", path, inner: e);
+        }
+        catch
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+            throw;
         }
         return (tensors, metadata);
     }
@@ -108,20 +122,19 @@ public static class SafetensorsFile
             foreach (var (k, v) in metadata) m[k] = v;
             header["__metadata__"] = m;
         }
-        var blobs = new List<byte[]>();
+        // Header first (offsets from shapes), then the data tensor by tensor: no second copy of the whole model.
+        var ordered = tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
         long offset = 0;
-        foreach (var (name, tensor) in tensors.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        foreach (var (name, tensor) in ordered)
         {
-            using var cpu = tensor.detach().cpu().contiguous();
-            var data = cpu.bytes.ToArray();
+            long length = tensor.numel() * tensor.ElementSize;
             header[name] = new JsonObject
             {
-                ["dtype"] = FromScalarType(cpu.dtype, name),
-                ["shape"] = new JsonArray(cpu.shape.Select(s => (JsonNode)s).ToArray()),
-                ["data_offsets"] = new JsonArray(offset, offset + data.Length),
+                ["dtype"] = FromScalarType(tensor.dtype, name),
+                ["shape"] = new JsonArray(tensor.shape.Select(s => (JsonNode)s).ToArray()),
+                ["data_offsets"] = new JsonArray(offset, offset + length),
             };
-            blobs.Add(data);
-            offset += data.Length;
+            offset += length;
         }
         var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
         int pad = (8 - headerBytes.Length % 8) % 8;
@@ -129,14 +142,18 @@ public static class SafetensorsFile
         var temp = full + ".tmp-" + Guid.NewGuid().ToString("N");
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
+            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
             {
                 Span<byte> len = stackalloc byte[8];
                 BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)(headerBytes.Length + pad));
                 stream.Write(len);
                 stream.Write(headerBytes);
                 for (int i = 0; i < pad; i++) stream.WriteByte((byte)' ');
-                foreach (var b in blobs) stream.Write(b);
+                foreach (var (_, tensor) in ordered)
+                {
+                    using var cpu = tensor.detach().cpu().contiguous();
+                    if (cpu.numel() > 0) stream.Write(cpu.bytes);
+                }
             }
             File.Move(temp, full, overwrite: true);
         }
