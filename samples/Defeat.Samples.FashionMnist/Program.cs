@@ -70,7 +70,7 @@ root.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
     using var model = LoadOrBuildBackbone(parse.GetValue(backboneOption), train, output, loggers, ct);
     var results = new Experiment(settings, loggers).Run(model, train, test, output, ct);
 
-    AnsiConsole.Write(ResultsTable.Build(results.Reports));
+    foreach (var table in ResultsTable.Build(results.Reports)) AnsiConsole.Write(table);
     AnsiConsole.MarkupLineInterpolated($"Plot: [bold]{results.PlotPath}[/]   Table: [bold]{results.TablePath}[/]");
     AnsiConsole.MarkupLineInterpolated($"Wall time {watch.Elapsed:mm\\:ss} on {Environment.ProcessorCount} cores ({get_num_threads()} TorchSharp threads).");
 })));

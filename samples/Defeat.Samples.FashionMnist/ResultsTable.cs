@@ -10,14 +10,20 @@ public static class ResultsTable
     private static readonly string[] Columns =
         ["method", "eps", "clean", "robust (worst case)", "H", "robust by attack target", "branch acc. (clean images)", "codes used / perplexity", "flip rate"];
 
-    /// <summary>Builds the console table (accuracies in %).</summary>
-    public static Table Build(IReadOnlyList<RobustnessReport> reports)
+    /// <summary>Builds the console tables (accuracies in %): the results, then DEFEAT's diagnostics, so each fits a terminal.</summary>
+    public static IReadOnlyList<Table> Build(IReadOnlyList<RobustnessReport> reports)
     {
-        var table = new Table().Border(TableBorder.Rounded).Title("[bold]Fashion-MNIST, few-shot: clean and robust accuracy (%)[/]");
-        table.AddColumns(Columns);
-        foreach (var row in Rows(reports))
-            table.AddRow(row.Select(Markup.Escape).ToArray());
-        return table;
+        var rows = Rows(reports).ToList();
+        var results = new Table().Border(TableBorder.Rounded).Title("[bold]Fashion-MNIST, few-shot: clean and robust accuracy (%)[/]");
+        results.AddColumns(Columns[..5]);
+        foreach (var row in rows)
+            results.AddRow(row[..5].Select(Markup.Escape).ToArray());
+
+        var diagnostics = new Table().Border(TableBorder.Rounded).Title("[bold]Where the robustness comes from[/]");
+        diagnostics.AddColumns(Columns[..2].Concat(Columns[5..]).ToArray());
+        foreach (var row in rows.Where(r => r[5].Length > 0))
+            diagnostics.AddRow(row[..2].Concat(row[5..]).Select(Markup.Escape).ToArray());
+        return diagnostics.Rows.Count > 0 ? [results, diagnostics] : [results];
     }
 
     /// <summary>The same table as GitHub markdown, for docs/reproduction.md.</summary>
