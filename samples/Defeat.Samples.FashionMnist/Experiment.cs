@@ -53,11 +53,15 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
             };
 
             var reports = new List<RobustnessReport>();
+            var log = loggers.CreateLogger<Experiment>();
             foreach (var (name, model, train) in methods)
             {
+                var watch = System.Diagnostics.Stopwatch.StartNew();
                 if (train) Train(name, model, fewShot, output, progress, ct);
+                var trained = watch.Elapsed;
                 model.eval();
                 reports.Add(Evaluate(name, model, testSet, settings.Epsilons, settings.PgdSteps, progress, ct));
+                log.LogInformation("{Method}: trained in {Train:F1} s, evaluated in {Eval:F1} s", name, trained.TotalSeconds, (watch.Elapsed - trained).TotalSeconds);
             }
 
             // Curves for the baselines and the DEFEAT variant with the better worst-case robustness at the largest radius.
