@@ -118,6 +118,7 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
         var trainer = new DefeatTrainer(new DefeatTrainerOptions
         {
             Epochs = settings.Epochs,
+            LearningRate = settings.LearningRate,
             Attack = PgdOptions.DefeatTraining(settings.TrainEpsilon),
             Seed = settings.Seed,
             CheckpointDirectory = Path.Combine(output, "checkpoints", Slug(name)),

@@ -9,6 +9,9 @@ public sealed record ExperimentSettings
     /// <summary>Epochs of adversarial prompt tuning (APT-style and DEFEAT).</summary>
     public int Epochs { get; init; } = 10;
 
+    /// <summary>SGD learning rate of prompt tuning (the paper: 0.002, with momentum 0.9 and weight decay 5e-4).</summary>
+    public double LearningRate { get; init; } = 0.002;
+
     /// <summary>Test images per class (a stratified subset of the 10,000 test images).</summary>
     public int TestPerClass { get; init; } = 20;
 
@@ -47,6 +50,7 @@ public sealed record ExperimentSettings
         if (Epochs < 2) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "Expected at least 2 (one warm-up epoch, then the cosine schedule).");
         if (TestPerClass < 1 || TestPerClass > 1000)
             throw new ArgumentOutOfRangeException(nameof(TestPerClass), TestPerClass, "Expected 1 to 1000 test images per class (the test split has 1000).");
+        if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "Expected a positive learning rate.");
         if (PgdSteps < 1) throw new ArgumentOutOfRangeException(nameof(PgdSteps), PgdSteps, "Expected at least 1 PGD step.");
         if (Epsilons.Count == 0 || Epsilons.Any(e => !(e > 0 && e <= 1)))
             throw new ArgumentOutOfRangeException(nameof(Epsilons), string.Join(", ", Epsilons), "Expected at least one radius in (0, 1].");
