@@ -4,6 +4,7 @@ using Defeat.Data;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
+using Defeat.Samples.Shared;
 
 namespace Defeat.Samples.FashionMnist;
 

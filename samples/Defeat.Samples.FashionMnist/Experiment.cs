@@ -5,6 +5,7 @@ using Defeat.Data;
 using Defeat.Evaluation;
 using Defeat.Prompting;
 using Defeat.Quantization;
+using Defeat.Samples.Shared;
 using Defeat.Shield;
 using Defeat.Training;
 using Microsoft.Extensions.Logging;
@@ -137,29 +138,8 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
             AttackFactory = eps => new PgdAttack(PgdOptions.DefeatEvaluation(eps) with { Steps = steps, Seed = (ulong)settings.Seed }),
         }, loggers.CreateLogger<RobustnessEvaluator>());
         string stage = quiet ? $"curve {name}" : $"evaluate {name}";
-        return evaluator.Evaluate(Subject(name, model), testSet,
+        return evaluator.Evaluate(DefeatSubjects.Create(name, model), testSet,
             new Progress<EvaluationProgress>(p => progress.Report(new StageProgress(stage, (int)p.Done, (int)p.Total, p.Stage))), ct);
-    }
-
-    /// <summary>DEFEAT is attacked through the fused logits and through each branch; the baselines have one output.</summary>
-    private static EvaluationSubject Subject(string name, DefeatModel model)
-    {
-        // Prompts are fixed after training: encode them once for every attack step.
-        Tensor text;
-        using (no_grad()) text = model.TextFeatures();
-        Func<Tensor, Tensor> fused = x => model.Logits(x, Branch.Fused, text);
-        if (model.Shield is null) return new EvaluationSubject(name, fused);
-        Func<Tensor, Tensor> clean = x => model.Logits(x, Branch.Clean, text), robust = x => model.Logits(x, Branch.Robust, text);
-        return new EvaluationSubject(name, fused,
-            attackTargets: new Dictionary<string, Func<Tensor, Tensor>> { ["fused"] = fused, ["clean"] = clean, ["robust"] = robust },
-            branches: new Dictionary<string, Func<Tensor, Tensor>> { ["clean"] = clean, ["robust"] = robust },
-            codeIndices: x =>
-            {
-                using var features = model.Backbone.EncodeImage(x);
-                using var shielded = model.Shield.Shield(features.GridFeatures);
-                return shielded.Indices.alias();
-            },
-            codebookSize: model.Shield is PerturbShield s ? s.Options.CodebookSize : 512);
     }
 
     private Curve EpsilonCurve(string name, DefeatModel model, RobustnessReport main, LabeledImages testSet, IProgress<StageProgress> progress, CancellationToken ct)

@@ -4,6 +4,7 @@ using Defeat.Clip;
 using Defeat.Clip.Loading;
 using Defeat.Data;
 using Defeat.Samples.FashionMnist;
+using Defeat.Samples.Shared;
 using Microsoft.Extensions.Logging;
 using Spectre.Console;
 using static TorchSharp.torch;
@@ -72,7 +73,7 @@ root.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
     using var model = LoadOrBuildBackbone(parse.GetValue(backboneOption), train, output, loggers, ct);
     var results = new Experiment(settings, loggers).Run(model, train, test, output, ct);
 
-    foreach (var table in ResultsTable.Build(results.Reports)) AnsiConsole.Write(table);
+    foreach (var table in ResultsTable.Build(results.Reports, "Fashion-MNIST, few-shot")) AnsiConsole.Write(table);
     AnsiConsole.MarkupLineInterpolated($"Plot: [bold]{results.PlotPath}[/]   Table: [bold]{results.TablePath}[/]");
     AnsiConsole.MarkupLineInterpolated($"Wall time {watch.Elapsed:mm\\:ss} on {Environment.ProcessorCount} cores ({get_num_threads()} TorchSharp threads).");
 })));

@@ -58,6 +58,11 @@ public sealed class RobustnessEvaluator
             long end = Math.Min(start + Options.BatchSize, total);
             var x = testSet.Images.narrow(0, start, end - start);
             var y = testSet.Labels.narrow(0, start, end - start);
+            if (Options.Device is { } device)
+            {
+                x = x.to(device);
+                y = y.to(device);
+            }
 
             Tensor? cleanCodes = null;
             using (no_grad())
@@ -79,7 +84,7 @@ public sealed class RobustnessEvaluator
 
             for (int e = 0; e < attacks.Length; e++)
             {
-                var survived = ones(y.shape[0], dtype: ScalarType.Bool);
+                var survived = ones(y.shape[0], dtype: ScalarType.Bool, device: y.device);
                 foreach (var (name, target) in subject.AttackTargets)
                 {
                     cancellationToken.ThrowIfCancellationRequested();

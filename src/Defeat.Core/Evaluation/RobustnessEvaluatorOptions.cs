@@ -1,4 +1,5 @@
 using Defeat.Attacks;
+using static TorchSharp.torch;
 
 namespace Defeat.Evaluation;
 
@@ -10,6 +11,9 @@ public sealed record RobustnessEvaluatorOptions
 
     /// <summary>Images per batch (the official evaluation uses 100).</summary>
     public int BatchSize { get; init; } = 100;
+
+    /// <summary>Device each batch is moved to before it is classified and attacked (the model's device, e.g. CUDA); null leaves batches on the test set's device.</summary>
+    public Device? Device { get; init; }
 
     /// <summary>The attack for a radius; DEFEAT's evaluation PGD (100 steps of eps/4, one random start) by default.</summary>
     public Func<double, IAdversarialAttack> AttackFactory { get; init; } =

@@ -82,6 +82,12 @@ public sealed class DefeatTrainer
                     var index = order.narrow(0, first, Math.Min(Options.BatchSize, trainSet.Count - first));
                     var x = Augment(trainSet.Images.index_select(0, index), Generator(epoch, step));
                     var y = trainSet.Labels.index_select(0, index);
+                    // Batches are drawn and augmented where the training set lives (seeded CPU generators), then moved.
+                    if (Options.Device is { } device)
+                    {
+                        x = x.to(device);
+                        y = y.to(device);
+                    }
 
                     model.SetTraining(false);
                     var attack = new PgdAttack(Options.Attack with { Seed = (ulong)Mix(epoch, step) });

@@ -1,4 +1,5 @@
 using Defeat.Attacks;
+using static TorchSharp.torch;
 
 namespace Defeat.Training;
 
@@ -38,6 +39,9 @@ public sealed record DefeatTrainerOptions
 
     /// <summary>Folder for one checkpoint per epoch (atomic, resumable); null for none.</summary>
     public string? CheckpointDirectory { get; init; }
+
+    /// <summary>Device each batch is moved to after augmentation (the model's device, e.g. CUDA); null leaves batches on the training set's device.</summary>
+    public Device? Device { get; init; }
 
     /// <summary>Resume from the newest valid checkpoint in <see cref="CheckpointDirectory"/> when one exists.</summary>
     public bool Resume { get; init; } = true;

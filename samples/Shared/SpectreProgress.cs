@@ -1,6 +1,6 @@
 using Spectre.Console;
 
-namespace Defeat.Samples.FashionMnist;
+namespace Defeat.Samples.Shared;
 
 /// <summary>Shows each stage of the sample as a row of a Spectre.Console progress display.</summary>
 /// <remarks>Reports arrive on the worker's own thread (the sample runs one stage at a time), so no locking is needed beyond Spectre's.</remarks>

@@ -2,7 +2,7 @@ using System.Globalization;
 using Defeat.Evaluation;
 using Spectre.Console;
 
-namespace Defeat.Samples.FashionMnist;
+namespace Defeat.Samples.Shared;
 
 /// <summary>The sample's one results table: method x epsilon, clean and robust accuracy, H, and DEFEAT's diagnostics.</summary>
 public static class ResultsTable
@@ -11,10 +11,12 @@ public static class ResultsTable
         ["method", "eps", "clean", "robust (worst case)", "H", "robust by attack target", "branch acc. (clean images)", "codes used / perplexity", "flip rate"];
 
     /// <summary>Builds the console tables (accuracies in %): the results, then DEFEAT's diagnostics, so each fits a terminal.</summary>
-    public static IReadOnlyList<Table> Build(IReadOnlyList<RobustnessReport> reports)
+    /// <param name="reports">One report per method.</param>
+    /// <param name="dataset">What the results table's title names, e.g. "Fashion-MNIST, few-shot".</param>
+    public static IReadOnlyList<Table> Build(IReadOnlyList<RobustnessReport> reports, string dataset)
     {
         var rows = Rows(reports).ToList();
-        var results = new Table().Border(TableBorder.Rounded).Title("[bold]Fashion-MNIST, few-shot: clean and robust accuracy (%)[/]");
+        var results = new Table().Border(TableBorder.Rounded).Title($"[bold]{Markup.Escape(dataset)}: clean and robust accuracy (%)[/]");
         results.AddColumns(Columns[..5]);
         foreach (var row in rows)
             results.AddRow(row[..5].Select(Markup.Escape).ToArray());
@@ -26,7 +28,7 @@ public static class ResultsTable
         return diagnostics.Rows.Count > 0 ? [results, diagnostics] : [results];
     }
 
-    /// <summary>The same table as GitHub markdown, for docs/reproduction.md.</summary>
+    /// <summary>The same table as GitHub markdown (for docs/reproduction.md and the run folder).</summary>
     public static string Markdown(IReadOnlyList<RobustnessReport> reports) => string.Join(Environment.NewLine,
         new[] { $"| {string.Join(" | ", Columns)} |", $"|{string.Concat(Enumerable.Repeat("---|", Columns.Length))}" }
             .Concat(Rows(reports).Select(row => $"| {string.Join(" | ", row)} |")));

@@ -1,6 +1,6 @@
 using ScottPlot;
 
-namespace Defeat.Samples.FashionMnist;
+namespace Defeat.Samples.Shared;
 
 /// <summary>One curve of a plot: a method's robust accuracy against a swept quantity.</summary>
 public sealed record Curve(string Label, IReadOnlyList<double> X, IReadOnlyList<double> Accuracy);

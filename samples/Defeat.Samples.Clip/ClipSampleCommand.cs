@@ -1,0 +1,109 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Defeat.Clip.Loading;
+using Defeat.Samples.Shared;
+using Microsoft.Extensions.Logging;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace Defeat.Samples.Clip;
+
+/// <summary>The sample's command line: options, logging, the progress display, and one clear line (exit code 2) for expected failures.</summary>
+public static class ClipSampleCommand
+{
+    /// <summary>Exit code of a run that failed for a reason the user can fix (a path, an option, a missing GPU).</summary>
+    public const int UsageError = 2;
+
+    /// <summary>Exit code of a cancelled run (Ctrl+C).</summary>
+    public const int Cancelled = 130;
+
+    /// <summary>Builds the root command.</summary>
+    public static RootCommand Create()
+    {
+        var defaults = new ClipSampleOptions();
+        var clip = new Option<string>("--clip") { Description = "CLIP checkpoint: OpenAI TorchScript (ViT-B-32.pt) or state dict, or Hugging Face model.safetensors.", Required = true };
+        var tecoa = new Option<string?>("--tecoa") { Description = "TeCoA-style robust image tower (vision_encoder_state_dict) to replace CLIP's image tower." };
+        var images = new Option<string?>("--images") { Description = "Image folder with one sub-folder per class (class name = folder name, '_' read as a space)." };
+        var split = new Option<string?>("--split") { Description = "CoOp split file (split_zhou_*.json) with train/val/test lists." };
+        var imageRoot = new Option<string?>("--image-root") { Description = "Folder the split file's relative image paths start from." };
+        var output = new Option<string>("--output") { Description = "Folder for the results table, the plot and checkpoints.", DefaultValueFactory = _ => defaults.Output };
+        var shots = new Option<int>("--shots") { Description = "Training images per class (seeded draw).", DefaultValueFactory = _ => defaults.Shots };
+        var testPerClass = new Option<int?>("--test-per-class") { Description = "Test images per class (seeded); all when omitted." };
+        var epochs = new Option<int>("--epochs") { Description = "Epochs of adversarial prompt tuning.", DefaultValueFactory = _ => defaults.Epochs };
+        var batch = new Option<int>("--batch-size") { Description = "Images per training step.", DefaultValueFactory = _ => defaults.BatchSize };
+        var steps = new Option<int>("--pgd-steps") { Description = "Steps of the evaluation PGD (the paper: 100).", DefaultValueFactory = _ => defaults.PgdSteps };
+        var seed = new Option<int>("--seed") { Description = "Seed of every random choice.", DefaultValueFactory = _ => defaults.Seed };
+        var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N (needs a CUDA build: -p:TorchBackend=cuda-linux).", DefaultValueFactory = _ => defaults.Device };
+        var half = new Option<bool>("--half") { Description = "Frozen backbone in half precision (GPU only); trained parts stay float32." };
+        var visionHeads = new Option<int?>("--vision-heads") { Description = "Image-tower heads of a custom model (default: width / 64)." };
+        var textHeads = new Option<int?>("--text-heads") { Description = "Text-tower heads of a custom model (default: width / 64)." };
+        var merges = new Option<string?>("--merges") { Description = "BPE merge list of a custom vocabulary (default: CLIP's)." };
+        var threads = new Option<int>("--threads") { Description = "CPU threads for TorchSharp (0: all cores).", DefaultValueFactory = _ => 0 };
+        var verbose = new Option<bool>("--verbose") { Description = "Log every epoch and evaluation." };
+
+        var root = new RootCommand("DEFEAT (ICLR 2026) on a real CLIP: zero-shot, APT-style and DEFEAT few-shot prompt tuning, with clean and robust (PGD) accuracy.")
+        {
+            clip, tecoa, images, split, imageRoot, output, shots, testPerClass, epochs, batch, steps, seed, device, half,
+            visionHeads, textHeads, merges, threads, verbose,
+        };
+        root.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
+        {
+            var options = defaults with
+            {
+                ClipPath = parse.GetValue(clip)!,
+                TeCoAPath = parse.GetValue(tecoa),
+                ImageFolder = parse.GetValue(images),
+                SplitPath = parse.GetValue(split),
+                ImageRoot = parse.GetValue(imageRoot),
+                Output = parse.GetValue(output)!,
+                Shots = parse.GetValue(shots),
+                TestPerClass = parse.GetValue(testPerClass),
+                Epochs = parse.GetValue(epochs),
+                BatchSize = parse.GetValue(batch),
+                PgdSteps = parse.GetValue(steps),
+                Seed = parse.GetValue(seed),
+                Device = parse.GetValue(device)!,
+                Half = parse.GetValue(half),
+                VisionHeads = parse.GetValue(visionHeads),
+                TextHeads = parse.GetValue(textHeads),
+                MergesPath = parse.GetValue(merges),
+            };
+            if (parse.GetValue(threads) is > 0 and var n) set_num_threads(n);
+            using var loggers = LoggerFactory.Create(b => b
+                .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
+                .SetMinimumLevel(parse.GetValue(verbose) ? LogLevel.Information : LogLevel.Warning));
+            var watch = Stopwatch.StartNew();
+            var results = SpectreProgress.Run(progress => ClipSampleRunner.Run(options, progress, loggers, ct));
+            foreach (var table in ResultsTable.Build(results.Reports, $"{results.ClassNames.Count} classes, {options.Shots}-shot"))
+                AnsiConsole.Write(table);
+            AnsiConsole.MarkupLineInterpolated($"Plot: [bold]{results.PlotPath}[/]   Table: [bold]{results.TablePath}[/]");
+            AnsiConsole.MarkupLineInterpolated($"{results.TrainImages} training and {results.TestImages} test images on {results.Device}; wall time {watch.Elapsed:hh\\:mm\\:ss}.");
+        })));
+        return root;
+    }
+
+    /// <summary>Runs <paramref name="action"/>; expected failures (bad paths or options, a missing GPU, unreadable files)
+    /// print one line and give <see cref="UsageError"/>, cancellation gives <see cref="Cancelled"/>.</summary>
+    /// <param name="action">The work.</param>
+    /// <returns>0, <see cref="UsageError"/> or <see cref="Cancelled"/>.</returns>
+    public static int Guarded(Action action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        try
+        {
+            action();
+            return 0;
+        }
+        catch (OperationCanceledException)
+        {
+            AnsiConsole.MarkupLine("[yellow]Cancelled; each method's last completed epoch is kept in the checkpoints folder (a rerun resumes).[/]");
+            return Cancelled;
+        }
+        catch (Exception e) when (e is ArgumentException or DatasetException or DeviceUnavailableException or FileNotFoundException
+                                      or DirectoryNotFoundException or ClipCheckpointException or Defeat.Checkpoints.CheckpointException)
+        {
+            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            return UsageError;
+        }
+    }
+}
