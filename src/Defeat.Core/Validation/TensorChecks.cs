@@ -37,10 +37,11 @@ public static class TensorChecks
                   && (size is null || (images.shape[2] == size && images.shape[3] == size));
         if (!ok)
         {
-            string c = channels?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "C";
-            string h = size?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "H";
-            string w = size?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "W";
-            throw new ArgumentException($"{name} must be floating-point [B, {c}, {h}, {w}] pixels in [0, 1], got {images.dtype} {Shape(images)}.", name);
+            var expected = new List<string>();
+            if (channels is not null) expected.Add($"C = {channels}");
+            if (size is not null) expected.Add($"H = W = {size}");
+            string detail = expected.Count == 0 ? "" : $" with {string.Join(", ", expected)}";
+            throw new ArgumentException($"{name} must be floating-point [B, C, H, W]{detail} pixels in [0, 1], got {images.dtype} {Shape(images)}.", name);
         }
     }
 
