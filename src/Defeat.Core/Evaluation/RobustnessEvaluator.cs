@@ -15,7 +15,10 @@ namespace Defeat.Evaluation;
 /// Robust accuracy is the per-sample worst case over the subject's attack targets (as AutoAttack
 /// scores an ensemble): an image counts only if the prediction stays right under every attack.
 /// The accuracy under each single target is reported too, so the gap between the attack on the
-/// fused output and the best-aimed attack is visible.
+/// fused output and the best-aimed attack is visible. With <see cref="RobustnessEvaluatorOptions.Attacks"/> the
+/// evaluator runs that list instead (several losses, restarts and targets per radius, e.g.
+/// <see cref="AdaptiveAttackSuite"/>), reports each attack by name and takes the worst case over the list.
+/// Test images are checked once (finite, in [0, 1]) and the prediction must have one logit per class of the test set.
 /// </remarks>
 public sealed class RobustnessEvaluator
 {
