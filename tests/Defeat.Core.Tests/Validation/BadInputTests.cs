@@ -59,6 +59,10 @@ public class BadInputTests
         Assert.That(e3.Message, Does.Contain("int64 [2]").And.Contain("Int32"));
         var e4 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, full(2, 1, 2, 2, 0.5, dtype: ScalarType.Int64), tensor(new long[] { 0, 1 })))!;
         Assert.That(e4.Message, Does.Contain("floating-point").And.Contain("Int64"));
+        var metaLabels = empty(new long[] { 2 }, dtype: ScalarType.Int64, device: new Device(DeviceType.META));
+        var e5 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, full(2, 1, 2, 2, 0.5f), metaLabels))!;
+        Assert.That(e5.ParamName, Is.EqualTo("labels"));
+        Assert.That(e5.Message, Does.Contain("images' device cpu").And.Contain("meta"));
     }
 
     [Test]
