@@ -89,6 +89,8 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
     /// <c>ln_post(patch tokens) @ proj</c> <c>[B, N, D]</c> (row-major), both unnormalised.
     /// </summary>
     /// <param name="images">Pixels <c>[B, C, H, W]</c> in [0, 1], floating point, <c>H = W = ImageSize</c>.</param>
+    /// <remarks>An empty batch gives empty features. Pixel values are not checked (this runs at every attack step):
+    /// a NaN stays in its own image's features; attacks and the evaluator refuse non-finite or out-of-range pixels once per call.</remarks>
     /// <exception cref="ArgumentException">The images have the wrong shape or dtype.</exception>
     public ImageFeatures EncodeImage(Tensor images)
     {

@@ -23,6 +23,9 @@ public static class AttackObjectives
             throw new ArgumentException($"labels must be [{logits.shape[0]}] to match logits [{string.Join(", ", logits.shape)}], got [{string.Join(", ", labels.shape)}].", nameof(labels));
 
         var classes = logits.shape[1];
+        // The margin compares with the best other class (DLR checks its own minimum below); with a single class there is none (max over nothing is -inf and its gradient NaN).
+        if (loss == AttackLoss.Margin && classes < 2)
+            throw new ArgumentException($"The {loss} loss needs at least 2 classes, got logits with {classes}.", nameof(logits));
         switch (loss)
         {
             case AttackLoss.CrossEntropy:

@@ -10,6 +10,10 @@ namespace Defeat.Attacks;
 /// the attack's allowed set around <c>images</c> and in [0, 1], and is detached from any graph.
 /// An implementation must leave the model as the caller sees it: parameter values, their
 /// <c>.grad</c> tensors, <c>requires_grad</c> flags and train/eval mode.
+/// Bad input is refused with an <see cref="ArgumentException"/> naming the argument: images that are
+/// not floating point, hold NaN or infinite values or leave [0, 1] (checked once per call with
+/// <see cref="Defeat.Validation.TensorChecks.RequirePixelRange"/>), labels that are not int64 <c>[B]</c>.
+/// An empty batch (<c>B = 0</c>) gives an empty result without calling the model.
 /// </remarks>
 public interface IAdversarialAttack
 {

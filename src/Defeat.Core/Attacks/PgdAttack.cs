@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Defeat.Validation;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -55,6 +56,8 @@ public sealed class PgdAttack : IAdversarialAttack
         ArgumentNullException.ThrowIfNull(model);
         CheckInputs(images, labels);
         cancellationToken.ThrowIfCancellationRequested();
+        // An empty batch has nothing to attack: the result is an empty copy (the model is never called).
+        if (images.shape[0] == 0) return images.detach().clone();
 
         using var outer = NewDisposeScope();
         var x0 = images.detach();
@@ -238,14 +241,10 @@ public sealed class PgdAttack : IAdversarialAttack
         ArgumentNullException.ThrowIfNull(images);
         ArgumentNullException.ThrowIfNull(labels);
         if (images.dim() < 2 || !images.is_floating_point())
-            throw new ArgumentException($"images must be floating-point [B, C, H, W] pixels in [0, 1], got {images.dtype} [{string.Join(", ", images.shape)}].", nameof(images));
-        if (labels.dim() != 1 || labels.shape[0] != images.shape[0] || labels.dtype != ScalarType.Int64)
-            throw new ArgumentException($"labels must be int64 [{images.shape[0]}] (one class per image), got {labels.dtype} [{string.Join(", ", labels.shape)}].", nameof(labels));
-        using var _ = no_grad();
-        using var scope = NewDisposeScope();
-        var min = images.min().to_type(ScalarType.Float64).item<double>();
-        var max = images.max().to_type(ScalarType.Float64).item<double>();
-        if (min < 0 || max > 1)
-            throw new ArgumentException($"images must be pixels in [0, 1], got values in [{min}, {max}].", nameof(images));
+            throw new ArgumentException($"images must be floating-point [B, C, H, W] pixels in [0, 1], got {images.dtype} {TensorChecks.Shape(images)}.", nameof(images));
+        TensorChecks.RequireLabels(labels, images.shape[0], nameof(labels));
+        if (labels.device.type != images.device.type)
+            throw new ArgumentException($"labels must be on the images' device {images.device}, got a tensor on {labels.device}.", nameof(labels));
+        TensorChecks.RequirePixelRange(images, nameof(images));
     }
 }

@@ -1,3 +1,4 @@
+using Defeat.Validation;
 using static TorchSharp.torch;
 
 namespace Defeat.Data;
@@ -9,7 +10,7 @@ namespace Defeat.Data;
 public sealed class LabeledImages : IDisposable
 {
     /// <summary>Wraps tensors; takes ownership of them (they are disposed with this object).</summary>
-    /// <exception cref="ArgumentException">When shapes, dtypes or label range do not agree.</exception>
+    /// <exception cref="ArgumentException">When shapes, dtypes or label range do not agree, or a pixel is NaN, infinite or outside [0, 1].</exception>
     public LabeledImages(Tensor images, Tensor labels, IReadOnlyList<string> classNames)
     {
         ArgumentNullException.ThrowIfNull(images);
@@ -19,6 +20,7 @@ public sealed class LabeledImages : IDisposable
             throw new ArgumentException($"Expected images as float32 [N, C, H, W]; got {images.dtype} [{string.Join(", ", images.shape)}].", nameof(images));
         if (labels.dim() != 1 || labels.dtype != ScalarType.Int64 || labels.shape[0] != images.shape[0])
             throw new ArgumentException($"Expected labels as int64 [{images.shape[0]}] to match the images; got {labels.dtype} [{string.Join(", ", labels.shape)}].", nameof(labels));
+        TensorChecks.RequirePixelRange(images, nameof(images));
         if (classNames.Count < 1)
             throw new ArgumentException("Expected at least one class name; got none.", nameof(classNames));
         if (labels.numel() > 0)

@@ -1,4 +1,6 @@
+using Defeat.Attacks;
 using Defeat.Data;
+using Defeat.Validation;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using static TorchSharp.torch;
@@ -13,7 +15,10 @@ namespace Defeat.Evaluation;
 /// Robust accuracy is the per-sample worst case over the subject's attack targets (as AutoAttack
 /// scores an ensemble): an image counts only if the prediction stays right under every attack.
 /// The accuracy under each single target is reported too, so the gap between the attack on the
-/// fused output and the best-aimed attack is visible.
+/// fused output and the best-aimed attack is visible. With <see cref="RobustnessEvaluatorOptions.Attacks"/> the
+/// evaluator runs that list instead (several losses, restarts and targets per radius, e.g.
+/// <see cref="AdaptiveAttackSuite"/>), reports each attack by name and takes the worst case over the list.
+/// Test images are checked once (finite, in [0, 1]) and the prediction must have one logit per class of the test set.
 /// </remarks>
 public sealed class RobustnessEvaluator
 {
@@ -39,17 +44,21 @@ public sealed class RobustnessEvaluator
         ArgumentNullException.ThrowIfNull(testSet);
         if (testSet.Count == 0)
             throw new ArgumentException("testSet is empty; expected at least one image.", nameof(testSet));
+        // LabeledImages guarantees finite pixels in [0, 1] at construction; its tensors may have been written since.
+        TensorChecks.RequirePixelRange(testSet.Images, nameof(testSet));
+        var plan = Plan(subject);
 
         long total = testSet.Count;
         long cleanCorrect = 0;
         var branchCorrect = subject.Branches.Keys.ToDictionary(k => k, _ => 0L);
         var usage = subject.CodeIndices is null ? null : new long[subject.CodebookSize];
-        var targetCorrect = Options.Epsilons.Select(_ => subject.AttackTargets.Keys.ToDictionary(k => k, _ => 0L)).ToArray();
+        var targetCorrect = Options.Epsilons.Select(_ => plan.ToDictionary(a => a.Name, _ => 0L)).ToArray();
         var worstCorrect = new long[Options.Epsilons.Count];
         var flips = new long[Options.Epsilons.Count];
         long codesSeen = 0;
-        var attacks = Options.Epsilons.Select(Options.AttackFactory).ToArray();
-        string firstTarget = subject.AttackTargets.Keys.First();
+        // Without an explicit list, one AttackFactory attack per radius serves every target (as before the list existed).
+        var shared = Options.Attacks is null ? Options.Epsilons.Select(Options.AttackFactory).ToArray() : null;
+        var attacks = plan.Select(a => shared ?? Options.Epsilons.Select(a.Factory).ToArray()).ToArray();
 
         for (long start = 0; start < total; start += Options.BatchSize)
         {
@@ -67,7 +76,11 @@ public sealed class RobustnessEvaluator
             Tensor? cleanCodes = null;
             using (no_grad())
             {
-                cleanCorrect += Correct(subject.Predict(x), y);
+                var logits = subject.Predict(x);
+                if (logits.dim() != 2 || logits.shape[0] != x.shape[0] || logits.shape[1] != testSet.ClassNames.Count)
+                    throw new ArgumentException($"The subject's prediction must be logits [B={x.shape[0]}, classes={testSet.ClassNames.Count}] " +
+                        $"(one per class name of testSet), got {TensorChecks.Shape(logits)}; do the model and the data set have the same classes?", nameof(subject));
+                cleanCorrect += Correct(logits, y);
                 foreach (var (name, branch) in subject.Branches)
                     branchCorrect[name] += Correct(branch(x), y);
                 if (subject.CodeIndices is not null)
@@ -82,19 +95,20 @@ public sealed class RobustnessEvaluator
             }
             progress?.Report(new EvaluationProgress(subject.Name, "clean", end, total));
 
-            for (int e = 0; e < attacks.Length; e++)
+            for (int e = 0; e < Options.Epsilons.Count; e++)
             {
                 var survived = ones(y.shape[0], dtype: ScalarType.Bool, device: y.device);
-                foreach (var (name, target) in subject.AttackTargets)
+                for (int a = 0; a < plan.Count; a++)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    var adversarial = attacks[e].Perturb(target, x, y, cancellationToken);
+                    var name = plan[a].Name;
+                    var adversarial = attacks[a][e].Perturb(subject.AttackTargets[plan[a].Target], x, y, cancellationToken);
                     using (no_grad())
                     {
                         var right = subject.Predict(adversarial).argmax(-1).eq(y);
                         targetCorrect[e][name] += right.sum().item<long>();
                         survived = survived.logical_and(right);
-                        if (cleanCodes is not null && name == firstTarget)
+                        if (cleanCodes is not null && a == 0)
                             flips[e] += subject.CodeIndices!(adversarial).ne(cleanCodes).sum().item<long>();
                     }
                     progress?.Report(new EvaluationProgress(subject.Name, $"eps={Options.Epsilons[e] * 255:0.##}/255 {name}", end, total));
@@ -119,6 +133,18 @@ public sealed class RobustnessEvaluator
             _logger.LogInformation("{Subject}: clean {Clean:P2}, eps {Eps:0.##}/255 robust {Robust:P2}, H {H:P2}",
                 subject.Name, clean, r.Epsilon * 255, r.RobustAccuracy, r.HarmonicMean);
         return report;
+    }
+
+    // Either the explicit attack list, or AttackFactory on every target (named after the target).
+    private IReadOnlyList<NamedAttack> Plan(EvaluationSubject subject)
+    {
+        if (Options.Attacks is null)
+            return subject.AttackTargets.Keys.Select(t => new NamedAttack(t, t, Options.AttackFactory)).ToList();
+        foreach (var a in Options.Attacks)
+            if (!subject.AttackTargets.ContainsKey(a.Target))
+                throw new ArgumentException($"Attack \"{a.Name}\" aims at target \"{a.Target}\", which the subject does not have; " +
+                    $"expected one of {string.Join(", ", subject.AttackTargets.Keys.Select(k => $"\"{k}\""))}.", nameof(subject));
+        return Options.Attacks;
     }
 
     private static long Correct(Tensor logits, Tensor labels) => logits.argmax(-1).eq(labels).sum().item<long>();

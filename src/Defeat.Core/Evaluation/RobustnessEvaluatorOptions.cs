@@ -19,6 +19,14 @@ public sealed record RobustnessEvaluatorOptions
     public Func<double, IAdversarialAttack> AttackFactory { get; init; } =
         epsilon => new PgdAttack(PgdOptions.DefeatEvaluation(epsilon));
 
+    /// <summary>
+    /// Several attacks per radius, each on a named target (an adaptive evaluation: different losses, restarts and
+    /// branches; see <see cref="AdaptiveAttackSuite"/>). When set it replaces <see cref="AttackFactory"/> applied to
+    /// every target: results are keyed by attack name, and robust accuracy is the per-sample worst case over the list.
+    /// Null (the default) keeps one <see cref="AttackFactory"/> attack per target.
+    /// </summary>
+    public IReadOnlyList<NamedAttack>? Attacks { get; init; }
+
     /// <summary>Throws when an option is out of range.</summary>
     public void Validate()
     {
@@ -30,5 +38,18 @@ public sealed record RobustnessEvaluatorOptions
         if (BatchSize < 1)
             throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "Expected at least 1.");
         ArgumentNullException.ThrowIfNull(AttackFactory);
+        if (Attacks is not null)
+        {
+            if (Attacks.Count == 0)
+                throw new ArgumentException("Attacks is empty; expected at least one attack, or null for AttackFactory on every target.", nameof(Attacks));
+            var names = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var a in Attacks)
+            {
+                if (a is null || string.IsNullOrEmpty(a.Name) || string.IsNullOrEmpty(a.Target) || a.Factory is null)
+                    throw new ArgumentException("Attacks holds an entry without a name, a target or a factory.", nameof(Attacks));
+                if (!names.Add(a.Name))
+                    throw new ArgumentException($"Attacks holds the name \"{a.Name}\" twice; expected unique names.", nameof(Attacks));
+            }
+        }
     }
 }

@@ -2,10 +2,10 @@ namespace Defeat.Evaluation;
 
 /// <summary>Robustness at one attack radius.</summary>
 /// <param name="Epsilon">The attack's radius, in [0, 1] pixel units.</param>
-/// <param name="RobustAccuracyByTarget">Accuracy of the prediction on images attacked through each target.</param>
+/// <param name="RobustAccuracyByTarget">Accuracy of the prediction on images attacked through each target (by attack name when RobustnessEvaluatorOptions.Attacks is set).</param>
 /// <param name="RobustAccuracy">Share of images classified correctly under every target's attack (the per-sample worst case).</param>
 /// <param name="HarmonicMean">H = 2 * clean * robust / (clean + robust), with the worst-case robust accuracy; 0 when both are 0.</param>
-/// <param name="FlipRate">Share of patch codes that differ between a clean image and its attacked version (first target's attack); null without a quantizer.</param>
+/// <param name="FlipRate">Share of patch codes that differ between a clean image and its attacked version (the first attack: the first target, or the first of RobustnessEvaluatorOptions.Attacks); null without a quantizer.</param>
 public sealed record EpsilonResult(
     double Epsilon,
     IReadOnlyDictionary<string, double> RobustAccuracyByTarget,

@@ -52,6 +52,8 @@ public sealed class LogitFusion : nn.Module<Tensor, Tensor, Tensor>, ILogitFusio
             throw new ArgumentException($"clean logits must be [B, classes], got [{string.Join(", ", clean.shape)}].", nameof(clean));
         if (!robust.shape.SequenceEqual(clean.shape))
             throw new ArgumentException($"robust logits must have the clean logits' shape [{string.Join(", ", clean.shape)}], got [{string.Join(", ", robust.shape)}].", nameof(robust));
+        if (robust.dtype != clean.dtype || robust.device.type != clean.device.type)
+            throw new ArgumentException($"robust logits must have the clean logits' dtype {clean.dtype} on {clean.device}, got {robust.dtype} on {robust.device}.", nameof(robust));
 
         var alpha = Options.Alpha;
         switch (Options.Mode)

@@ -3,6 +3,7 @@ using Defeat.Backbones;
 using Defeat.Fusion;
 using Defeat.Prompting;
 using Defeat.Shield;
+using Defeat.Validation;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -181,6 +182,8 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
         : prompt_learner.HandcraftedTextFeatures;
 
     /// <summary>Runs DEFEAT on pixels <c>[B, C, H, W]</c> in [0, 1] with int64 labels <c>[B]</c>: logits and every loss term.</summary>
+    /// <remarks>Shapes, dtypes, the device and the label range are checked (<see cref="ArgumentException"/>); pixel values
+    /// are not (NaN propagates into the logits): attacks and the evaluator check them once per call. An empty batch is refused.</remarks>
     /// <param name="images">Pixels in [0, 1] (normalisation is the backbone's business).</param>
     /// <param name="labels">Class indices.</param>
     public override DefeatOutput forward(Tensor images, Tensor labels)
@@ -189,6 +192,9 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
         CheckImages(images);
         if (labels.dim() != 1 || labels.shape[0] != images.shape[0] || labels.dtype != ScalarType.Int64)
             throw new ArgumentException($"labels must be int64 [{images.shape[0]}], got {labels.dtype} [{string.Join(", ", labels.shape)}].", nameof(labels));
+        if (images.shape[0] == 0)
+            throw new ArgumentException("images is an empty batch [0, ...]; the loss needs at least one image.", nameof(images));
+        TensorChecks.RequireLabels(labels, images.shape[0], nameof(labels), prompt_learner.ClassNames.Count);
 
         using var scope = NewDisposeScope();
         var pass = Run(images, Branch.Fused);
@@ -211,6 +217,9 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
     }
 
     /// <summary>Logits <c>[B, classes]</c> of one branch for pixels <c>[B, C, H, W]</c> in [0, 1].</summary>
+    /// <remarks>Images must be floating point <c>[B, InputChannels, ImageSize, ImageSize]</c> on the model's device
+    /// (<see cref="ArgumentException"/> otherwise); pixel values are not checked here. An empty batch gives <c>[0, classes]</c>.
+    /// With a single class name the logits are <c>[B, 1]</c> and every prediction is that class.</remarks>
     /// <param name="images">Pixels in [0, 1].</param>
     /// <param name="branch">Fused, clean or robust (robust and fused need the shield; without it fused is the clean branch).</param>
     /// <param name="textFeatures">Precomputed <see cref="TextFeatures"/> <c>[classes, D]</c> to reuse (e.g. for every step of an
@@ -257,11 +266,13 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
         return new Pass(fused, clean, robust, shielded, classFeature, text);
     }
 
-    private static void CheckImages(Tensor images)
+    // Shape, dtype and device only: the model runs at every attack step, so pixel values are the
+    // attack's and the evaluator's business (see TensorChecks.RequirePixelRange).
+    private void CheckImages(Tensor images)
     {
-        ArgumentNullException.ThrowIfNull(images);
-        if (images.dim() != 4 || !images.is_floating_point())
-            throw new ArgumentException($"images must be floating-point [B, C, H, W] pixels in [0, 1], got {images.dtype} [{string.Join(", ", images.shape)}].", nameof(images));
+        TensorChecks.RequireImages(images, nameof(images), Backbone.InputChannels, Backbone.ImageSize);
+        var own = parameters().FirstOrDefault();
+        if (own is not null) TensorChecks.RequireDevice(images, own.device, nameof(images), "the model");
     }
 
     private sealed record Pass(Tensor Logits, Tensor Clean, Tensor? Robust, ShieldOutput? Shield, Tensor ClassFeature, Tensor TextFeatures);

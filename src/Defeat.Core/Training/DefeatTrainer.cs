@@ -53,6 +53,9 @@ public sealed class DefeatTrainer
         ArgumentNullException.ThrowIfNull(trainSet);
         if (trainSet.Count == 0)
             throw new ArgumentException("trainSet is empty; expected at least one image.", nameof(trainSet));
+        if (model is DefeatModel defeat && defeat.PromptLearner.ClassNames.Count != trainSet.ClassNames.Count)
+            throw new ArgumentException($"trainSet has {trainSet.ClassNames.Count} classes but the model was built for " +
+                $"{defeat.PromptLearner.ClassNames.Count} ({string.Join(", ", defeat.PromptLearner.ClassNames)}); expected the same class list.", nameof(trainSet));
 
         var parameters = model.TrainableParameters().ToList();
         if (parameters.Count == 0)

@@ -44,10 +44,11 @@ public class FewShotSplitTests
     [Test]
     public void SubsetCopiesTheChosenImagesInOrder()
     {
-        using var images = arange(6f).reshape(3, 1, 1, 2);
+        // Pixels must lie in [0, 1] (LabeledImages checks them): 0, 0.1, ..., 0.5.
+        using var images = (arange(6f) / 10).reshape(3, 1, 1, 2);
         using var set = new LabeledImages(images.clone(), tensor(new long[] { 0, 1, 0 }), ["a", "b"]);
         using var sub = set.Subset([2, 0]);
-        Assert.That(sub.Images.data<float>().ToArray(), Is.EqualTo(new float[] { 4, 5, 0, 1 }));
+        Assert.That(sub.Images.data<float>().ToArray(), Is.EqualTo(new float[] { 0.4f, 0.5f, 0f, 0.1f }));
         Assert.That(sub.LabelArray(), Is.EqualTo(new long[] { 0, 0 }));
         Assert.That(Assert.Throws<ArgumentException>(() => new LabeledImages(images.clone(), tensor(new long[] { 0, 2, 0 }), ["a", "b"]))!.Message,
             Does.Contain("labels in [0, 1]").And.Contain("got labels in [0, 2]"));

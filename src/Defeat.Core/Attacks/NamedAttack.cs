@@ -1,0 +1,10 @@
+namespace Defeat.Attacks;
+
+/// <summary>
+/// One attack of an ensemble, as the <see cref="Defeat.Evaluation.RobustnessEvaluator"/> runs it: a name for the
+/// report, the attack target (logits) it aims at, and how to build it for a radius.
+/// </summary>
+/// <param name="Name">Shown in reports (a key of <see cref="Defeat.Evaluation.EpsilonResult.RobustAccuracyByTarget"/>); unique in its list.</param>
+/// <param name="Target">Name of one of the subject's attack targets (<see cref="Defeat.Evaluation.EvaluationSubject.AttackTargets"/>).</param>
+/// <param name="Factory">Builds the attack for a radius epsilon in [0, 1] pixel units.</param>
+public sealed record NamedAttack(string Name, string Target, Func<double, IAdversarialAttack> Factory);

@@ -1,0 +1,101 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Defeat.Validation;
+
+/// <summary>
+/// Shared argument checks for tensors entering the library: each throws an <see cref="ArgumentException"/>
+/// naming the argument, what it got and what it expected.
+/// </summary>
+/// <remarks>
+/// The value check (<see cref="RequirePixelRange"/>) costs one min and one max reduction and one
+/// synchronisation; it is done once per public call (an attack, an evaluation, a data set), never per step.
+/// </remarks>
+public static class TensorChecks
+{
+    /// <summary>A shape as <c>[2, 3, 8, 8]</c>.</summary>
+    public static string Shape(Tensor tensor)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        return "[" + string.Join(", ", tensor.shape) + "]";
+    }
+
+    /// <summary>
+    /// Requires floating-point images <c>[B, C, H, W]</c>; when <paramref name="channels"/> or
+    /// <paramref name="size"/> are given, also that many channels and a square <c>size x size</c> image.
+    /// An empty batch (<c>B = 0</c>) passes.
+    /// </summary>
+    /// <param name="images">The tensor to check.</param>
+    /// <param name="name">The argument name reported.</param>
+    /// <param name="channels">Expected channel count, or null for any.</param>
+    /// <param name="size">Expected side of the square images, or null for any.</param>
+    public static void RequireImages(Tensor images, string name, int? channels = null, int? size = null)
+    {
+        ArgumentNullException.ThrowIfNull(images, name);
+        bool ok = images.dim() == 4 && images.is_floating_point()
+                  && (channels is null || images.shape[1] == channels)
+                  && (size is null || (images.shape[2] == size && images.shape[3] == size));
+        if (!ok)
+        {
+            var expected = new List<string>();
+            if (channels is not null) expected.Add($"C = {channels}");
+            if (size is not null) expected.Add($"H = W = {size}");
+            string detail = expected.Count == 0 ? "" : $" with {string.Join(", ", expected)}";
+            throw new ArgumentException($"{name} must be floating-point [B, C, H, W]{detail} pixels in [0, 1], got {images.dtype} {Shape(images)}.", name);
+        }
+    }
+
+    /// <summary>
+    /// Requires every value finite and in [0, 1]. NaN and infinities are reported as such. An empty tensor passes.
+    /// </summary>
+    /// <param name="images">Pixels, any shape, floating point.</param>
+    /// <param name="name">The argument name reported.</param>
+    public static void RequirePixelRange(Tensor images, string name)
+    {
+        ArgumentNullException.ThrowIfNull(images, name);
+        if (images.numel() == 0) return;
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        // min/max propagate NaN, so one pair of reductions catches NaN, infinities and the range.
+        var min = images.min().to_type(ScalarType.Float64).item<double>();
+        var max = images.max().to_type(ScalarType.Float64).item<double>();
+        if (double.IsNaN(min) || double.IsNaN(max))
+            throw new ArgumentException($"{name} must be pixels in [0, 1], got NaN values.", name);
+        if (double.IsInfinity(min) || double.IsInfinity(max))
+            throw new ArgumentException($"{name} must be pixels in [0, 1], got infinite values (range [{min}, {max}]).", name);
+        if (min < 0 || max > 1)
+            throw new ArgumentException($"{name} must be pixels in [0, 1], got values in [{min}, {max}].", name);
+    }
+
+    /// <summary>Requires int64 labels <c>[batch]</c>; with <paramref name="classes"/>, also every label in <c>[0, classes)</c> (one reduction).</summary>
+    /// <param name="labels">The tensor to check.</param>
+    /// <param name="batch">The batch size the labels must match.</param>
+    /// <param name="name">The argument name reported.</param>
+    /// <param name="classes">Number of classes, or null to skip the range check.</param>
+    public static void RequireLabels(Tensor labels, long batch, string name, long? classes = null)
+    {
+        ArgumentNullException.ThrowIfNull(labels, name);
+        if (labels.dim() != 1 || labels.shape[0] != batch || labels.dtype != ScalarType.Int64)
+            throw new ArgumentException($"{name} must be int64 [{batch}] (one class per image), got {labels.dtype} {Shape(labels)}.", name);
+        if (classes is null || labels.numel() == 0) return;
+        using var scope = NewDisposeScope();
+        long min = labels.min().item<long>(), max = labels.max().item<long>();
+        if (min < 0 || max >= classes)
+            throw new ArgumentException($"{name} must be class indices in [0, {classes - 1}] for {classes} classes, got labels in [{min}, {max}].", name);
+    }
+
+    /// <summary>Requires <paramref name="tensor"/> on <paramref name="device"/> (the model's).</summary>
+    /// <param name="tensor">The tensor to check.</param>
+    /// <param name="device">The device it must be on.</param>
+    /// <param name="name">The argument name reported.</param>
+    /// <param name="owner">What lives on <paramref name="device"/>, for the message (e.g. "the model").</param>
+    public static void RequireDevice(Tensor tensor, Device device, string name, string owner)
+    {
+        ArgumentNullException.ThrowIfNull(tensor, name);
+        ArgumentNullException.ThrowIfNull(device);
+        var d = tensor.device;
+        bool same = d.type == device.type && (d.type == DeviceType.CPU || d.index == device.index || d.index < 0 || device.index < 0);
+        if (!same)
+            throw new ArgumentException($"{name} must be on {device} ({owner}'s device), got a tensor on {d}. Move it with .to({device}).", name);
+    }
+}
