@@ -132,7 +132,7 @@ internal sealed class Experiment(ClipSampleOptions options, Device device, ILogg
             AttackFactory = eps => new PgdAttack(PgdOptions.DefeatEvaluation(eps) with { Steps = steps, Seed = (ulong)options.Seed }),
         }, loggers.CreateLogger<RobustnessEvaluator>());
         string stage = quiet ? $"curve {name}" : $"evaluate {name}";
-        return evaluator.Evaluate(DefeatSubjects.Create(name, model), testSet,
+        return evaluator.Evaluate(AdaptiveAttackSuite.Subject(model, name), testSet,
             new SyncProgress<EvaluationProgress>(p => progress.Report(new StageProgress(stage, (int)p.Done, (int)p.Total, p.Stage))), ct);
     }
 

@@ -65,6 +65,10 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
                 log.LogInformation("{Method}: trained in {Train:F1} s, evaluated in {Eval:F1} s", name, trained.TotalSeconds, (watch.Elapsed - trained).TotalSeconds);
             }
 
+            if (settings.Adaptive)
+                reports.AddRange(methods.Select(m => Adaptive(m.Name, m.Model, testSet, progress, ct)).ToList());
+            string sanity = settings.Adaptive ? SanityChecks(methods, testSet, ct) : "";
+
             // Curves for the baselines and the DEFEAT variant with the better worst-case robustness at the largest radius.
             var defeat = methods.Skip(2).Zip(reports.Skip(2)).MaxBy(m => m.Second.ByEpsilon[^1].RobustAccuracy);
             var curved = new[] { (methods[0].Name, methods[0].Model, reports[0]), (methods[1].Name, methods[1].Model, reports[1]), (defeat.First.Name, defeat.First.Model, defeat.Second) };
@@ -74,10 +78,43 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
             string plot = Path.Combine(output, "robustness.png");
             Plots.Write(plot, byEpsilon, bySteps, settings.Epsilons[^1]);
             string table = Path.Combine(output, "results.md");
-            WriteAtomically(table, ResultsTable.Markdown(reports) + Environment.NewLine);
+            WriteAtomically(table, ResultsTable.Markdown(reports) + Environment.NewLine + sanity);
             foreach (var (_, model, _) in methods) model.Dispose();
             return new ExperimentResults(reports, plot, table);
         });
+    }
+
+    /// <summary>Every attack of <see cref="AdaptiveAttackSuite"/> at the largest radius, scored per sample worst case.</summary>
+    private RobustnessReport Adaptive(string name, DefeatModel model, LabeledImages testSet, IProgress<StageProgress> progress, CancellationToken ct)
+    {
+        var evaluator = new RobustnessEvaluator(new RobustnessEvaluatorOptions
+        {
+            Epsilons = [settings.Epsilons[^1]],
+            Attacks = AdaptiveAttackSuite.Attacks(model, new AdaptiveAttackOptions { Steps = settings.PgdSteps, Restarts = 3, Seed = (ulong)settings.Seed }),
+        }, loggers.CreateLogger<RobustnessEvaluator>());
+        string label = $"{name} [adaptive]";
+        return evaluator.Evaluate(AdaptiveAttackSuite.Subject(model, label), testSet,
+            new Progress<EvaluationProgress>(p => progress.Report(new StageProgress($"adaptive {name}", (int)p.Done, (int)p.Total, p.Stage))), ct);
+    }
+
+    /// <summary>The literature's sanity checks on each method: accuracy under PGD on the fused output at large radii
+    /// must fall toward chance, and an unbounded attack (eps = 1) must succeed on (nearly) every image.</summary>
+    private string SanityChecks(IEnumerable<(string Name, DefeatModel Model, bool Train)> methods, LabeledImages testSet, CancellationToken ct)
+    {
+        double[] radii = [16.0 / 255, 64.0 / 255, 1.0];
+        var lines = new List<string>
+        {
+            "", $"Sanity checks (PGD-{settings.PgdSteps} on the fused output, {testSet.Count} images; chance is {100.0 / testSet.ClassNames.Count:F0} %):", "",
+            "| method | eps 16/255 | eps 64/255 | eps 1 (unbounded) |", "|---|---|---|---|",
+        };
+        foreach (var (name, model, _) in methods)
+        {
+            var subject = AdaptiveAttackSuite.Subject(model, name);
+            var accuracy = AttackSanityChecks.AccuracyByEpsilon(subject.Predict, testSet.Images, testSet.Labels, radii,
+                eps => new PgdAttack(PgdOptions.DefeatEvaluation(eps) with { Steps = settings.PgdSteps, Seed = (ulong)settings.Seed }), ct);
+            lines.Add($"| {name} | {string.Join(" | ", accuracy.Select(a => (a * 100).ToString("F1", System.Globalization.CultureInfo.InvariantCulture)))} |");
+        }
+        return string.Join(Environment.NewLine, lines) + Environment.NewLine;
     }
 
     private PerturbShieldOptions OfficialShield(ClipModel backbone) => new()
@@ -138,7 +175,7 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
             AttackFactory = eps => new PgdAttack(PgdOptions.DefeatEvaluation(eps) with { Steps = steps, Seed = (ulong)settings.Seed }),
         }, loggers.CreateLogger<RobustnessEvaluator>());
         string stage = quiet ? $"curve {name}" : $"evaluate {name}";
-        return evaluator.Evaluate(DefeatSubjects.Create(name, model), testSet,
+        return evaluator.Evaluate(AdaptiveAttackSuite.Subject(model, name), testSet,
             new Progress<EvaluationProgress>(p => progress.Report(new StageProgress(stage, (int)p.Done, (int)p.Total, p.Stage))), ct);
     }
 

@@ -25,10 +25,11 @@ var epochsOption = new Option<int?>("--epochs") { Description = "Override the ep
 var testOption = new Option<int?>("--test-per-class") { Description = "Override the test images per class." };
 var stepsOption = new Option<int?>("--pgd-steps") { Description = "Override the steps of the evaluation PGD." };
 var lrOption = new Option<double?>("--lr") { Description = "Override the SGD learning rate of prompt tuning." };
+var adaptiveOption = new Option<bool>("--adaptive") { Description = "Also run the attacks that know the defence and the sanity checks (on with --full)." };
 
 var root = new RootCommand("DEFEAT (ICLR 2026) on Fashion-MNIST: zero-shot, APT-style and DEFEAT prompt tuning of a small CLIP, with clean and robust accuracy.")
 {
-    dataOption, seedOption, outputOption, backboneOption, fullOption, threadsOption, verboseOption, epochsOption, testOption, stepsOption, lrOption,
+    dataOption, seedOption, outputOption, backboneOption, fullOption, threadsOption, verboseOption, epochsOption, testOption, stepsOption, lrOption, adaptiveOption,
 };
 
 var quickOption = new Option<bool>("--quick") { Description = "Minutes instead of the full pre-training schedule." };
@@ -62,6 +63,7 @@ root.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
     if (parse.GetValue(testOption) is { } perClass) settings = settings with { TestPerClass = perClass };
     if (parse.GetValue(stepsOption) is { } steps) settings = settings with { PgdSteps = steps };
     if (parse.GetValue(lrOption) is { } lr) settings = settings with { LearningRate = lr };
+    if (parse.GetValue(adaptiveOption)) settings = settings with { Adaptive = true };
     settings.Validate();
     string output = parse.GetValue(outputOption)!;
     Directory.CreateDirectory(output);
