@@ -18,7 +18,7 @@ var dataOption = new Option<string?>("--data") { Description = $"Folder with the
 var seedOption = new Option<int>("--seed") { Description = "Seed of every random choice.", DefaultValueFactory = _ => 1 };
 var outputOption = new Option<string>("--output") { Description = "Folder for the results table, the plot and checkpoints.", DefaultValueFactory = _ => "runs/fashion-mnist" };
 var backboneOption = new Option<string?>("--backbone") { Description = "CLIP checkpoint to start from (default: the backbone shipped with this sample; built at quick settings when missing)." };
-var fullOption = new Option<bool>("--full") { Description = "The documented reproduction: 50 test images per class, PGD-100, longer curves, adaptive attacks and sanity checks." };
+var fullOption = new Option<bool>("--full") { Description = "The documented reproduction: 30 test images per class, PGD-100, longer curves, adaptive attacks and sanity checks." };
 var threadsOption = new Option<int>("--threads") { Description = "CPU threads for TorchSharp (0: all cores).", DefaultValueFactory = _ => 0 };
 var verboseOption = new Option<bool>("--verbose") { Description = "Log every epoch." };
 var epochsOption = new Option<int?>("--epochs") { Description = "Override the epochs of prompt tuning." };
