@@ -70,6 +70,7 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
             if (settings.Adaptive)
                 reports.AddRange(methods.Select(m => study.EvaluateAdaptive(m.Name, m.Model, testSet, progress, ct)).ToList());
             string sanity = settings.Adaptive ? SanityChecks(methods, testSet, ct) : "";
+            string scale = RobustnessStudy.CodebookScale(methods.Select(m => (m.Name, m.Model)), testSet);
 
             // Curves for the baselines and the DEFEAT variant with the better worst-case robustness at the largest radius.
             var defeat = methods.Skip(2).Zip(reports.Skip(2)).MaxBy(m => m.Second.ByEpsilon[^1].RobustAccuracy);
@@ -80,7 +81,7 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
             string plot = Path.Combine(output, "robustness.png");
             Plots.Write(plot, byEpsilon, bySteps, settings.Epsilons[^1]);
             string table = Path.Combine(output, "results.md");
-            RobustnessStudy.WriteAtomically(table, ResultsTable.Markdown(reports) + Environment.NewLine + sanity);
+            RobustnessStudy.WriteAtomically(table, ResultsTable.Markdown(reports) + Environment.NewLine + scale + sanity);
             foreach (var (_, model, _) in methods) model.Dispose();
             return new ExperimentResults(reports, plot, table);
         });

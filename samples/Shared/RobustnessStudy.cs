@@ -125,6 +125,37 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
         return new Curve(name, points.Keys.Select(k => (double)k).ToList(), points.Values.ToList());
     }
 
+    /// <summary>
+    /// The VQ-VAE encoder's output scale against the codebook's, for each model with a <see cref="PerturbShield"/>:
+    /// when the codewords are far smaller than the encoder outputs, every input snaps to the few outermost codes
+    /// (codebook collapse). Returns a markdown table (empty when no model has a shield).
+    /// </summary>
+    public static string CodebookScale(IEnumerable<(string Name, DefeatModel Model)> models, LabeledImages images, int maxImages = 200)
+    {
+        var lines = new List<string>();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var x = images.Images.narrow(0, 0, Math.Min(maxImages, images.Count));
+        foreach (var (name, model) in models)
+        {
+            if (model.Shield is not PerturbShield { VqVae.Quantizer: VectorQuantizer quantizer } shield) continue;
+            // Backbone, shield and codebook share the model's device.
+            using var features = model.Backbone.EncodeImage(x.to(quantizer.Codebook.device));
+            var (h, w) = model.Backbone.GridSize;
+            var grid = features.GridFeatures.transpose(1, 2).reshape(-1, model.Backbone.FeatureDim, h, w);
+            var ze = shield.VqVae.Encode(grid).permute(0, 2, 3, 1).reshape(-1, shield.Options.HiddenDim);
+            var codeNorms = quantizer.Codebook.norm(1);
+            lines.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"| {name} | {ze.norm(1).mean().item<float>():F3} | {codeNorms.mean().item<float>():F4} | {codeNorms.max().item<float>():F4} |"));
+        }
+        if (lines.Count == 0) return "";
+        return string.Join(Environment.NewLine, new[]
+        {
+            "", $"Encoder output scale against the codebook's ({x.shape[0]} test images):", "",
+            "| method | mean norm of encoder outputs | mean norm of codewords | largest codeword norm |", "|---|---|---|---|",
+        }.Concat(lines)) + Environment.NewLine;
+    }
+
     /// <summary>Writes text to a temporary file, then renames it: never a half-written file.</summary>
     public static void WriteAtomically(string path, string text)
     {
