@@ -39,7 +39,8 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
             Path.Combine(output, "checkpoints")), loggers);
         var classes = train.ClassNames;
         var reserve = ReserveSplit(train).FewShot;
-        var reserveLabels = reserve.Select(i => train.LabelArray()[i]).ToArray();
+        var trainLabels = train.LabelArray(); // one copy of the 60,000 labels, not one per reserve image
+        var reserveLabels = reserve.Select(i => trainLabels[i]).ToArray();
         var shots = FewShotSplit.Draw(reserveLabels, classes.Count, settings.Shots, settings.Seed).FewShot.Select(i => reserve[(int)i]).ToList();
         using var fewShot = train.Subset(shots);
         using var testSet = test.Subset(FewShotSplit.Stratified(test.LabelArray(), classes.Count, settings.TestPerClass, settings.Seed + 1));
