@@ -54,6 +54,8 @@ public sealed class RobustnessEvaluator
         var usage = subject.CodeIndices is null ? null : new long[subject.CodebookSize];
         var targetCorrect = Options.Epsilons.Select(_ => plan.ToDictionary(a => a.Name, _ => 0L)).ToArray();
         var worstCorrect = new long[Options.Epsilons.Count];
+        var cleanPerImage = new List<bool>((int)total);
+        var robustPerImage = Options.Epsilons.Select(_ => new List<bool>((int)total)).ToArray();
         var flips = new long[Options.Epsilons.Count];
         long codesSeen = 0;
         // Without an explicit list, one AttackFactory attack per radius serves every target (as before the list existed).
@@ -80,7 +82,9 @@ public sealed class RobustnessEvaluator
                 if (logits.dim() != 2 || logits.shape[0] != x.shape[0] || logits.shape[1] != testSet.ClassNames.Count)
                     throw new ArgumentException($"The subject's prediction must be logits [B={x.shape[0]}, classes={testSet.ClassNames.Count}] " +
                         $"(one per class name of testSet), got {TensorChecks.Shape(logits)}; do the model and the data set have the same classes?", nameof(subject));
-                cleanCorrect += Correct(logits, y);
+                var cleanRight = logits.argmax(-1).eq(y);
+                cleanCorrect += cleanRight.sum().item<long>();
+                cleanPerImage.AddRange(cleanRight.cpu().data<bool>());
                 foreach (var (name, branch) in subject.Branches)
                     branchCorrect[name] += Correct(branch(x), y);
                 if (subject.CodeIndices is not null)
@@ -114,6 +118,7 @@ public sealed class RobustnessEvaluator
                     progress?.Report(new EvaluationProgress(subject.Name, $"eps={Options.Epsilons[e] * 255:0.##}/255 {name}", end, total));
                 }
                 worstCorrect[e] += survived.sum().item<long>();
+                robustPerImage[e].AddRange(survived.cpu().data<bool>());
             }
         }
 
@@ -124,11 +129,11 @@ public sealed class RobustnessEvaluator
             return new EpsilonResult(eps,
                 targetCorrect[e].ToDictionary(kv => kv.Key, kv => (double)kv.Value / total),
                 robust, RobustnessReport.Harmonic(clean, robust),
-                codesSeen > 0 ? (double)flips[e] / codesSeen : null);
+                codesSeen > 0 ? (double)flips[e] / codesSeen : null, robustPerImage[e]);
         }).ToList();
         var report = new RobustnessReport(subject.Name, total, clean,
             branchCorrect.ToDictionary(kv => kv.Key, kv => (double)kv.Value / total),
-            usage is null ? null : Usage(usage), results);
+            usage is null ? null : Usage(usage), results, cleanPerImage);
         foreach (var r in results)
             _logger.LogInformation("{Subject}: clean {Clean:P2}, eps {Eps:0.##}/255 robust {Robust:P2}, H {H:P2}",
                 subject.Name, clean, r.Epsilon * 255, r.RobustAccuracy, r.HarmonicMean);

@@ -6,12 +6,15 @@ namespace Defeat.Evaluation;
 /// <param name="RobustAccuracy">Share of images classified correctly under every target's attack (the per-sample worst case).</param>
 /// <param name="HarmonicMean">H = 2 * clean * robust / (clean + robust), with the worst-case robust accuracy; 0 when both are 0.</param>
 /// <param name="FlipRate">Share of patch codes that differ between a clean image and its attacked version (the first attack: the first target, or the first of RobustnessEvaluatorOptions.Attacks); null without a quantizer.</param>
+/// <param name="RobustCorrect">Per image, in test-set order: classified correctly under every attack (the per-sample worst
+/// case behind <see cref="RobustAccuracy"/>); the input of paired comparisons such as <see cref="StudyStatistics.Compare"/>.</param>
 public sealed record EpsilonResult(
     double Epsilon,
     IReadOnlyDictionary<string, double> RobustAccuracyByTarget,
     double RobustAccuracy,
     double HarmonicMean,
-    double? FlipRate);
+    double? FlipRate,
+    IReadOnlyList<bool>? RobustCorrect = null);
 
 /// <summary>How many codewords a quantizer used on the clean evaluation images.</summary>
 /// <param name="CodesUsed">Codewords chosen at least once.</param>
@@ -25,13 +28,15 @@ public sealed record CodeUsage(int CodesUsed, double Perplexity);
 /// <param name="BranchAccuracy">Clean accuracy of each extra branch.</param>
 /// <param name="Codes">Code usage on clean images; null without a quantizer.</param>
 /// <param name="ByEpsilon">Results for each attack radius, in the order asked.</param>
+/// <param name="CleanCorrect">Per image, in test-set order: the clean prediction is right.</param>
 public sealed record RobustnessReport(
     string Name,
     long Images,
     double CleanAccuracy,
     IReadOnlyDictionary<string, double> BranchAccuracy,
     CodeUsage? Codes,
-    IReadOnlyList<EpsilonResult> ByEpsilon)
+    IReadOnlyList<EpsilonResult> ByEpsilon,
+    IReadOnlyList<bool>? CleanCorrect = null)
 {
     /// <summary>Harmonic mean of a clean and a robust accuracy; 0 when both are 0.</summary>
     public static double Harmonic(double clean, double robust) =>

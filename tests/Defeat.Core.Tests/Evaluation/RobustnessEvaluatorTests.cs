@@ -64,6 +64,9 @@ public class RobustnessEvaluatorTests
         Assert.That(r.HarmonicMean, Is.EqualTo(2 * 1.0 * 0.7 / 1.7).Within(1e-12));
         Assert.That(r.FlipRate, Is.Null);
         Assert.That(report.Codes, Is.Null);
+        // Per image, in test-set order: the three images broken in the first batch, every clean prediction right.
+        Assert.That(r.RobustCorrect, Is.EqualTo(new[] { false, false, false, true, true, true, true, true, true, true }));
+        Assert.That(report.CleanCorrect, Is.EqualTo(Enumerable.Repeat(true, 10)));
     }
 
     /// <summary>Hands out one scripted attack per target, in the order targets are attacked, for every batch.</summary>
