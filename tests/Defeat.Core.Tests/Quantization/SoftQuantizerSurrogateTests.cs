@@ -17,7 +17,7 @@ public class SoftQuantizerSurrogateTests
         return (w.Select(x => x / sum).ToArray(), 2 / (tau * gap));
     }
 
-    private static double[] SurrogateGradient(double[] z, double[][] codes, double[] g, double tau)
+    internal static double[] SurrogateGradient(double[] z, double[][] codes, double[] g, double tau)
     {
         var d = codes.Select(c => SquaredDistance(z, c)).ToArray();
         var (w, scale) = Weights(d, tau);
