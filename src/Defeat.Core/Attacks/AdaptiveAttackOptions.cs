@@ -18,9 +18,19 @@ public sealed record AdaptiveAttackOptions
     /// <summary>Also attack with the DLR loss when the model has at least 3 classes.</summary>
     public bool IncludeDlr { get; init; } = true;
 
+    /// <summary>
+    /// Relative temperatures of the soft-VQ surrogate attacks (<see cref="SoftQuantizationAttack"/>, one PGD run per
+    /// temperature, best per image); empty (default) leaves them out of the suite. See docs/modules.md for a choice.
+    /// </summary>
+    public IReadOnlyList<double> SoftQuantizationTemperatures { get; init; } = [];
+
     /// <summary>Throws when an option is out of range.</summary>
     public void Validate()
     {
+        ArgumentNullException.ThrowIfNull(SoftQuantizationTemperatures, nameof(SoftQuantizationTemperatures));
+        foreach (var t in SoftQuantizationTemperatures)
+            if (!(t > 0) || double.IsInfinity(t))
+                throw new ArgumentOutOfRangeException(nameof(SoftQuantizationTemperatures), t, $"Every {nameof(SoftQuantizationTemperatures)} entry must be a finite number > 0, got {t}.");
         if (Steps < 1)
             throw new ArgumentOutOfRangeException(nameof(Steps), Steps, $"{nameof(Steps)} must be >= 1, got {Steps}.");
         if (!(StepFraction > 0) || double.IsInfinity(StepFraction))

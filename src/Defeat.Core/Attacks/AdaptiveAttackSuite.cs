@@ -15,7 +15,8 @@ namespace Defeat.Attacks;
 /// straight-through estimator the quantizer already uses in its forward (<c>z + (z_q - z).detach()</c>): the
 /// gradient of the codeword is taken as the gradient of the encoder output. That is BPDA (Athalye et al.,
 /// 2018) with the identity as the approximation of the argmin, so no separate BPDA attack is needed; the same
-/// holds inside the fused logits.</para>
+/// holds inside the fused logits. The soft-VQ surrogate attacks (<see cref="AdaptiveAttackOptions.SoftQuantizationTemperatures"/>)
+/// replace that identity by the derivative of a softmin over the codewords, which sees how the code choice moves.</para>
 /// <para>Run the list through <see cref="RobustnessEvaluatorOptions.Attacks"/> with <see cref="Subject"/>: the
 /// evaluator reports each attack's accuracy and, as robust accuracy, the per-sample worst case over all of them.</para>
 /// </remarks>
@@ -63,13 +64,32 @@ public static class AdaptiveAttackSuite
         return list;
     }
 
-    /// <summary>The suite for <paramref name="model"/>: its class count and whether it has the shield.</summary>
+    /// <summary>
+    /// The suite for <paramref name="model"/>: its class count and whether it has the shield; with the shield and
+    /// <see cref="AdaptiveAttackOptions.SoftQuantizationTemperatures"/> set, also <c>pgd-softvq/fused</c> and
+    /// <c>pgd-softvq/robust</c> (cross-entropy PGD through the soft-VQ surrogate, <see cref="SoftQuantizationAttack"/>).
+    /// </summary>
     /// <param name="model">The trained model.</param>
     /// <param name="options">The budget; defaults when null.</param>
     public static IReadOnlyList<NamedAttack> Attacks(DefeatModel model, AdaptiveAttackOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        return Attacks(model.PromptLearner.ClassNames.Count, model.Shield is not null, options);
+        options ??= new AdaptiveAttackOptions();
+        var list = Attacks(model.PromptLearner.ClassNames.Count, model.Shield is not null, options).ToList();
+        if (model.Shield is { } shield && options.SoftQuantizationTemperatures.Count > 0)
+            list.AddRange(SoftQuantizationAttacks(shield, options));
+        return list;
+    }
+
+    private static IEnumerable<NamedAttack> SoftQuantizationAttacks(IPerturbShield shield, AdaptiveAttackOptions options)
+    {
+        Func<double, IAdversarialAttack> Soft(ulong seedOffset) => eps => new SoftQuantizationAttack(new PgdOptions
+        {
+            Epsilon = eps, StepSize = eps * options.StepFraction, Steps = options.Steps, RandomStart = true,
+            Loss = AttackLoss.CrossEntropy, Seed = options.Seed + seedOffset,
+        }, options.SoftQuantizationTemperatures, shield.UseSoftQuantization);
+        yield return new NamedAttack("pgd-softvq/fused", Fused, Soft(6));
+        yield return new NamedAttack("pgd-softvq/robust", Robust, Soft(7));
     }
 
     /// <summary>

@@ -27,9 +27,12 @@ namespace Defeat.Quantization;
 /// only entry (a trainable parameter). In <see cref="CodebookUpdate.ExponentialMovingAverage"/> mode
 /// <c>weight</c> is a buffer next to the buffers <c>cluster_size</c> <c>[K]</c> and <c>embed_avg</c>
 /// <c>[K, D]</c>; <c>cluster_size</c> is also kept when dead-code restart is on, and
-/// <c>initialized</c> (scalar) when k-means initialisation is on.</para>
-/// <para><b>Modes.</b> Training mode may change the codebook inside <c>forward</c> (k-means
-/// initialisation on the first batch, EMA update, dead-code restart); evaluation mode never does.</para>
+/// <c>initialized</c> (scalar) when k-means initialisation or a <see cref="FirstBatchInit"/> is on.</para>
+/// <para><b>Modes.</b> Training mode may change the codebook inside <c>forward</c> (k-means or first-batch
+/// initialisation, EMA update, dead-code restart); evaluation mode never does.</para>
+/// <para><b>Gradient estimator.</b> <see cref="VectorQuantizerOptions.GradientEstimator"/> replaces the
+/// straight-through copy by the rotation trick (<see cref="RotationTrick"/>); the forward value is the codeword
+/// either way, and the codebook still learns only from <c>CodebookLoss</c>.</para>
 /// </remarks>
 public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQuantizer
 {
@@ -69,7 +72,7 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         }
         if (Options.CodebookUpdate == CodebookUpdate.ExponentialMovingAverage || Options.DeadCodeThreshold > 0)
             register_buffer(ClusterSizeKey, torch.ones(Options.CodebookSize).DetachFromDisposeScope());
-        if (Options.KMeansInit)
+        if (Options.KMeansInit || Options.FirstBatchInit != FirstBatchInit.None)
             register_buffer(InitializedKey, torch.zeros(Array.Empty<long>()).DetachFromDisposeScope());
         RegisterComponents();
     }
@@ -114,8 +117,8 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         bool cosine = Options.Distance == QuantizerDistance.Cosine;
         bool gradEnabled = torch.is_grad_enabled();
 
-        if (training && Options.KMeansInit && m > 0)
-            InitialiseByKMeansOnce(z);
+        if (training && (Options.KMeansInit || Options.FirstBatchInit != FirstBatchInit.None) && m > 0)
+            InitialiseOnFirstBatchOnce(z);
 
         Tensor zDetached = z.detach();
         Tensor indices = NearestCodeSearch.Find(zDetached, Codebook, Options.Distance, ChunkRows(input.dtype));
@@ -144,8 +147,11 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         }
 
         // Straight-through: forward value e exactly (e + 0); backward the gradient reaches z unchanged.
+        // The rotation trick keeps the forward value and sends the gradient back through lambda R^T.
         Tensor eDetached = e.detach();
-        Tensor quantized = gradEnabled && z.requires_grad ? eDetached + (z - zDetached) : eDetached;
+        Tensor quantized = !(gradEnabled && z.requires_grad) ? eDetached
+            : Options.GradientEstimator == GradientEstimator.RotationTrick ? RotationTrick.Apply(z, eDetached)
+            : eDetached + (z - zDetached);
 
         Tensor usage = torch.bincount(indices, minlength: Options.CodebookSize);
         Tensor perplexity = CodebookUsage.Perplexity(usage, input.dtype);
@@ -192,6 +198,25 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         return codes.index_select(0, indices.reshape(-1).to(codes.device)).reshape(shape).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Distances <c>[..., K]</c> from inputs <c>[..., D]</c> to every codeword: squared Euclidean, or in cosine mode the
+    /// squared Euclidean distance between unit vectors, <c>2 - 2 cos</c>. Differentiable in the input only; never
+    /// changes the codebook.
+    /// </summary>
+    /// <exception cref="ArgumentException">Wrong last dimension, dtype or device.</exception>
+    public Tensor Distances(Tensor input)
+    {
+        ValidateInput(input);
+        using var scope = torch.NewDisposeScope();
+        Tensor codes = Codebook.detach();
+        if (Options.Distance == QuantizerDistance.Cosine)
+        {
+            codes = functional.normalize(codes, p: 2, dim: 1);
+            input = functional.normalize(input, p: 2, dim: -1);
+        }
+        return IVectorQuantizer.SquaredDistances(input, codes).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Releases the random generator along with the module's tensors.</summary>
     protected override void Dispose(bool disposing)
     {
@@ -217,7 +242,7 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
                 $"Expected input on {codebook.device} (the codebook's device); got {input.device}.", nameof(input));
     }
 
-    private void InitialiseByKMeansOnce(Tensor z)
+    private void InitialiseOnFirstBatchOnce(Tensor z)
     {
         Tensor flag = get_buffer(InitializedKey)!;
         if (flag.ToDouble() != 0)
@@ -227,8 +252,11 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         Tensor data = z.detach();
         if (Options.Distance == QuantizerDistance.Cosine)
             data = functional.normalize(data, p: 2, dim: 1);
-        Tensor centres = KMeans.Fit(data, Options.CodebookSize, Options.KMeansIterations, Options.Distance,
-            ChunkRows(data.dtype), _generator);
+        Tensor centres = Options.KMeansInit
+            ? KMeans.Fit(data, Options.CodebookSize, Options.KMeansIterations, Options.Distance, ChunkRows(data.dtype), _generator)
+            : Options.FirstBatchInit == FirstBatchInit.MatchInputNorm
+                ? Codebook * (data.norm(1).mean() / Codebook.norm(1).mean().clamp_min(1e-30))
+                : SampleRows(data, Options.CodebookSize);
         Codebook.copy_(centres);
         if (Options.CodebookUpdate == CodebookUpdate.ExponentialMovingAverage)
         {
@@ -236,6 +264,16 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
             get_buffer(ClusterSizeKey)!.fill_(1);
         }
         flag.fill_(1);
+    }
+
+    // K rows of the data: distinct rows when there are enough of them, otherwise drawn with replacement.
+    private Tensor SampleRows(Tensor data, long count)
+    {
+        long m = data.shape[0];
+        Tensor pick = count <= m
+            ? torch.randperm(m, generator: _generator).narrow(0, 0, count)
+            : torch.randint(0, m, new long[] { count }, generator: _generator);
+        return data.index_select(0, pick.to(data.device));
     }
 
     private void UpdateCodebook(Tensor zDetached, Tensor indices, Tensor usage)
@@ -270,12 +308,7 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         long deadCount = dead.shape[0];
         if (deadCount == 0)
             return;
-        long m = zDetached.shape[0];
-        // Distinct inputs where there are enough of them; otherwise draw with replacement.
-        Tensor pick = deadCount <= m
-            ? torch.randperm(m, generator: _generator).narrow(0, 0, deadCount)
-            : torch.randint(0, m, new long[] { deadCount }, generator: _generator);
-        Tensor samples = zDetached.index_select(0, pick.to(zDetached.device));
+        Tensor samples = SampleRows(zDetached, deadCount);
         Codebook.index_copy_(0, dead, samples);
         clusterSize.index_fill_(0, dead, Options.DeadCodeThreshold);
         if (Options.CodebookUpdate == CodebookUpdate.ExponentialMovingAverage)

@@ -55,6 +55,19 @@ public sealed record VectorQuantizerOptions
     /// </summary>
     public double DeadCodeThreshold { get; init; }
 
+    /// <summary>
+    /// Put the uniform codebook at the data's scale on the first training batch: rescale it to the inputs' mean norm,
+    /// or replace it by sampled inputs (see <see cref="Quantization.FirstBatchInit"/>). None (the official behaviour) by
+    /// default; cannot be combined with <see cref="KMeansInit"/>.
+    /// </summary>
+    public FirstBatchInit FirstBatchInit { get; init; } = FirstBatchInit.None;
+
+    /// <summary>
+    /// How gradients pass the nearest-code choice to the input: straight-through (the official behaviour) or the
+    /// rotation trick (see <see cref="Quantization.GradientEstimator"/>). The forward value is the codeword either way.
+    /// </summary>
+    public GradientEstimator GradientEstimator { get; init; } = GradientEstimator.StraightThrough;
+
     /// <summary>Half-width <c>a</c> of the uniform initialisation <c>U(-a, a)</c>; null means <c>1/K</c> as the official code.</summary>
     public double? InitScale { get; init; }
 
@@ -86,6 +99,16 @@ public sealed record VectorQuantizerOptions
             throw new ArgumentOutOfRangeException(nameof(Decay), Decay, $"{nameof(Decay)} must be in [0, 1); got {Decay}.");
         if (!(Epsilon > 0) || double.IsInfinity(Epsilon))
             throw new ArgumentOutOfRangeException(nameof(Epsilon), Epsilon, $"{nameof(Epsilon)} must be finite and > 0; got {Epsilon}.");
+        if (!Enum.IsDefined(FirstBatchInit))
+            throw new ArgumentException($"{nameof(FirstBatchInit)} must be None, MatchInputNorm or SampleInputs; got {(int)FirstBatchInit}.", nameof(FirstBatchInit));
+        if (FirstBatchInit != FirstBatchInit.None && KMeansInit)
+            throw new ArgumentException(
+                $"{nameof(FirstBatchInit)} = {FirstBatchInit} and {nameof(KMeansInit)} = true both initialise the codebook on the first batch; choose one.", nameof(FirstBatchInit));
+        if (FirstBatchInit == FirstBatchInit.MatchInputNorm && Distance == QuantizerDistance.Cosine)
+            throw new ArgumentException(
+                $"{nameof(FirstBatchInit)} = MatchInputNorm has no effect with {nameof(Distance)} = Cosine (codewords are used as unit vectors); use None or SampleInputs.", nameof(FirstBatchInit));
+        if (!Enum.IsDefined(GradientEstimator))
+            throw new ArgumentException($"{nameof(GradientEstimator)} must be StraightThrough or RotationTrick; got {(int)GradientEstimator}.", nameof(GradientEstimator));
         if (KMeansIterations < 1)
             throw new ArgumentOutOfRangeException(nameof(KMeansIterations), KMeansIterations, $"{nameof(KMeansIterations)} must be at least 1; got {KMeansIterations}.");
         if (!(DeadCodeThreshold >= 0) || double.IsInfinity(DeadCodeThreshold))

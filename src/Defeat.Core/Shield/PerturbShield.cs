@@ -18,6 +18,10 @@ namespace Defeat.Shield;
 /// loss. The shield owns all three weights: it reads the quantizer's unweighted <c>CodebookLoss</c> and computes
 /// the commitment term itself from the quantizer's input and output, so the quantizer's own commitment weight
 /// (beta) never changes the total.</para>
+/// <para>Options beyond the official shield (all off by default): a low-dimensional codebook
+/// (<see cref="PerturbShieldOptions.CodeDim"/>) and a normalisation of the quantizer's input
+/// (<see cref="PerturbShieldOptions.LatentNormalization"/>), see <see cref="GridVqVae"/>; the code-consistency loss
+/// (<see cref="CodeConsistencyLoss"/>) and the soft-VQ surrogate for adaptive attacks (<see cref="UseSoftQuantization"/>).</para>
 /// <para>Submodules <c>vqvae</c> (<see cref="GridVqVae"/>) and <c>cls_projection</c>
 /// (<see cref="SemanticAlignmentProjection"/>) carry the official <c>CustomCLIP</c> field names, so the shield's
 /// state dict keys equal the official checkpoint's <c>vqvae.*</c> and <c>cls_projection.*</c> entries. Layers are
@@ -35,7 +39,7 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
     {
     }
 
-    /// <summary>Creates a shield around an injected quantizer (any <see cref="IVectorQuantizer"/> of width <see cref="PerturbShieldOptions.HiddenDim"/>).</summary>
+    /// <summary>Creates a shield around an injected quantizer (any <see cref="IVectorQuantizer"/> of width <see cref="PerturbShieldOptions.QuantizerDim"/>).</summary>
     /// <param name="options">Options; <see cref="PerturbShieldOptions.Quantizer"/> and <see cref="PerturbShieldOptions.CodebookSize"/> are not used.</param>
     /// <param name="quantizer">The bottleneck; registered as a submodule when it is a TorchSharp module.</param>
     public PerturbShield(PerturbShieldOptions options, IVectorQuantizer? quantizer) : base(nameof(PerturbShield))
@@ -43,8 +47,8 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Options = options;
-        quantizer ??= new VectorQuantizer(options.Quantizer ?? new VectorQuantizerOptions { CodebookSize = options.CodebookSize, Dim = options.HiddenDim });
-        vqvae = new GridVqVae(options.FeatureDim, options.HiddenDim, quantizer);
+        quantizer ??= new VectorQuantizer(options.Quantizer ?? new VectorQuantizerOptions { CodebookSize = options.CodebookSize, Dim = options.QuantizerDim });
+        vqvae = new GridVqVae(options.FeatureDim, options.HiddenDim, quantizer, options.LatentNormalization, options.CodeDim);
         cls_projection = new SemanticAlignmentProjection(options.GridPositions);
         RegisterComponents();
     }
@@ -82,27 +86,57 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
         var x = gridFeatures.transpose(1, 2).reshape(batch, FeatureDim, Options.GridHeight, Options.GridWidth);
 
         var ze = vqvae.Encode(x);
-        using var quantized = vqvae.Quantize(ze);
-        var xHat = vqvae.Decode(quantized.Quantized);
+        var bottleneck = vqvae.Bottleneck(ze);
+        using var quantized = bottleneck.Quantizer;
+        var xHat = vqvae.Decode(bottleneck.DecoderInput);
 
         var reconstruction = xHat.reshape(batch, FeatureDim, GridPositions).transpose(1, 2);
         var projected = cls_projection.call(reconstruction);
 
         var reconstructionLoss = functional.mse_loss(xHat, x);
         var codebookLoss = quantized.CodebookLoss;
-        var commitmentLoss = functional.mse_loss(ze, quantized.Quantized.detach());
+        var commitmentLoss = bottleneck.CommitmentLoss;
         var loss = Options.ReconstructionWeight * reconstructionLoss
                    + Options.CodebookWeight * codebookLoss
                    + Options.CommitmentWeight * commitmentLoss;
 
         var output = new ShieldOutput(projected, reconstruction,
             quantized.Indices.reshape(batch, GridPositions),
-            reconstructionLoss, codebookLoss.alias(), commitmentLoss, loss, quantized.Perplexity.alias());
+            reconstructionLoss, codebookLoss.alias(), commitmentLoss, loss, quantized.Perplexity.alias(),
+            bottleneck.Latents.reshape(batch, GridPositions, vqvae.CodeDim));
         foreach (var t in new[] { output.Projected, output.Reconstruction, output.Indices, output.ReconstructionLoss,
-                     output.CodebookLoss, output.CommitmentLoss, output.Loss, output.Perplexity })
+                     output.CodebookLoss, output.CommitmentLoss, output.Loss, output.Perplexity, output.Latents! })
             t.MoveToOuterDisposeScope();
         return output;
     }
+
+    /// <inheritdoc />
+    public Tensor CodeConsistencyLoss(ShieldOutput adversarial, Tensor cleanGridFeatures)
+    {
+        ArgumentNullException.ThrowIfNull(adversarial);
+        ArgumentNullException.ThrowIfNull(cleanGridFeatures);
+        var latents = adversarial.Latents
+            ?? throw new ArgumentException("adversarial has no Latents; expected an output of this shield's Shield().", nameof(adversarial));
+        if (latents.dim() != 3 || latents.shape[1] != GridPositions || latents.shape[2] != vqvae.CodeDim)
+            throw new ArgumentException($"adversarial.Latents must be [B, N={GridPositions}, d={vqvae.CodeDim}], got [{string.Join(", ", latents.shape)}].", nameof(adversarial));
+        if (cleanGridFeatures.dim() != 3 || cleanGridFeatures.shape[0] != latents.shape[0] || cleanGridFeatures.shape[1] != GridPositions || cleanGridFeatures.shape[2] != FeatureDim)
+            throw new ArgumentException($"cleanGridFeatures must be [B={latents.shape[0]}, N={GridPositions}, D={FeatureDim}] (one clean image per adversarial one), " +
+                $"got [{string.Join(", ", cleanGridFeatures.shape)}].", nameof(cleanGridFeatures));
+
+        using var scope = NewDisposeScope();
+        var batch = latents.shape[0];
+        Tensor cleanCodes;
+        using (no_grad())
+        {
+            var x = cleanGridFeatures.transpose(1, 2).reshape(batch, FeatureDim, Options.GridHeight, Options.GridWidth);
+            cleanCodes = vqvae.NearestCodes(vqvae.Latents(vqvae.Encode(x))).reshape(batch, GridPositions);
+        }
+        var toCleanCode = vqvae.Quantizer.Distances(latents).gather(2, cleanCodes.unsqueeze(2));
+        return (toCleanCode.mean() / vqvae.CodeDim).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public IDisposable UseSoftQuantization(double temperature) => vqvae.UseSoftQuantization(temperature);
 
     /// <inheritdoc />
     public Tensor AlignmentLoss(Tensor classFeature, Tensor projectedFeature)

@@ -37,6 +37,34 @@ public sealed record PerturbShieldOptions
     /// </summary>
     public VectorQuantizerOptions? Quantizer { get; init; }
 
+    /// <summary>
+    /// Normalisation of each latent vector before the quantizer: none (official), L2 or LayerNorm. Pair L2 with
+    /// <c>Quantizer.Distance = Cosine</c> for a cosine codebook on unit latents.
+    /// </summary>
+    public LatentNormalization LatentNormalization { get; init; } = LatentNormalization.None;
+
+    /// <summary>
+    /// Width d of a low-dimensional codebook: latents are projected from <see cref="HiddenDim"/> to d by a learned linear
+    /// layer before the lookup and back after it (factorised codes). Null (official): codewords of width <see cref="HiddenDim"/>.
+    /// </summary>
+    public int? CodeDim { get; init; }
+
+    /// <summary>Width of the quantizer the shield needs: <see cref="CodeDim"/> when set, otherwise <see cref="HiddenDim"/>.</summary>
+    public int QuantizerDim => CodeDim ?? HiddenDim;
+
+    /// <summary>
+    /// These options with <see cref="Quantizer"/> set to <paramref name="configure"/> applied to the current quantizer options
+    /// (the official ones when null), sized first to <see cref="CodebookSize"/> and <see cref="QuantizerDim"/>: e.g.
+    /// <c>options.WithQuantizer(q =&gt; q with { KMeansInit = true })</c>. Set the sizes (and <see cref="CodeDim"/>) before calling it.
+    /// </summary>
+    /// <param name="configure">Changes the quantizer options.</param>
+    public PerturbShieldOptions WithQuantizer(Func<VectorQuantizerOptions, VectorQuantizerOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        var sized = (Quantizer ?? new VectorQuantizerOptions()) with { CodebookSize = CodebookSize, Dim = QuantizerDim };
+        return this with { Quantizer = configure(sized) };
+    }
+
     /// <summary>Number of grid positions <c>N = GridHeight * GridWidth</c>.</summary>
     public int GridPositions => GridHeight * GridWidth;
 
@@ -71,8 +99,12 @@ public sealed record PerturbShieldOptions
         Weight(ReconstructionWeight, nameof(ReconstructionWeight));
         Weight(CodebookWeight, nameof(CodebookWeight));
         Weight(CommitmentWeight, nameof(CommitmentWeight));
-        if (Quantizer is { } q && (q.CodebookSize != CodebookSize || q.Dim != HiddenDim))
+        if (!Enum.IsDefined(LatentNormalization))
+            throw new ArgumentOutOfRangeException(nameof(LatentNormalization), LatentNormalization, $"{nameof(LatentNormalization)} must be None, L2 or LayerNorm, got {LatentNormalization}.");
+        if (CodeDim is { } codeDim)
+            Positive(codeDim, nameof(CodeDim));
+        if (Quantizer is { } q && (q.CodebookSize != CodebookSize || q.Dim != QuantizerDim))
             throw new ArgumentOutOfRangeException(nameof(Quantizer), q,
-                $"{nameof(Quantizer)} must have CodebookSize = {CodebookSize} and Dim = {HiddenDim} ({nameof(CodebookSize)}, {nameof(HiddenDim)}), got CodebookSize = {q.CodebookSize}, Dim = {q.Dim}.");
+                $"{nameof(Quantizer)} must have CodebookSize = {CodebookSize} and Dim = {QuantizerDim} ({nameof(CodebookSize)}, {(CodeDim is null ? nameof(HiddenDim) : nameof(CodeDim))}), got CodebookSize = {q.CodebookSize}, Dim = {q.Dim}.");
     }
 }

@@ -11,6 +11,9 @@ namespace Defeat.Shield;
 /// <param name="CommitmentLoss"><c>mean((z_e - sg[z_q])^2)</c>, unweighted (scalar).</param>
 /// <param name="Loss">The VQ-VAE loss: the three terms above with the shield's weights (scalar).</param>
 /// <param name="Perplexity">Effective number of codewords used in this batch (scalar).</param>
+/// <param name="Latents">The quantizer's input for each grid position, <c>[B, N, d]</c> (d = the codeword width), with its
+/// autograd history: what <see cref="IPerturbShield.CodeConsistencyLoss"/> pulls toward the clean image's codewords.
+/// Null when the shield does not provide it.</param>
 public sealed record ShieldOutput(
     Tensor Projected,
     Tensor Reconstruction,
@@ -19,7 +22,8 @@ public sealed record ShieldOutput(
     Tensor CodebookLoss,
     Tensor CommitmentLoss,
     Tensor Loss,
-    Tensor Perplexity) : IDisposable
+    Tensor Perplexity,
+    Tensor? Latents = null) : IDisposable
 {
     /// <summary>Disposes every tensor of the result.</summary>
     public void Dispose()
@@ -32,5 +36,6 @@ public sealed record ShieldOutput(
         CommitmentLoss.Dispose();
         Loss.Dispose();
         Perplexity.Dispose();
+        Latents?.Dispose();
     }
 }

@@ -133,9 +133,12 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
         return images => Logits(images, Branch.Fused, text);
     }
 
-    TrainingLoss ITrainableClassifier.Loss(Tensor images, Tensor labels)
+    TrainingLoss ITrainableClassifier.Loss(Tensor images, Tensor labels) => TrainingLossOf(forward(images, labels, null));
+
+    TrainingLoss ITrainableClassifier.Loss(Tensor images, Tensor labels, Tensor cleanImages) => TrainingLossOf(forward(images, labels, cleanImages));
+
+    private TrainingLoss TrainingLossOf(DefeatOutput output)
     {
-        var output = forward(images, labels);
         var parts = new Dictionary<string, Tensor> { ["ce"] = output.CrossEntropy };
         if (shield is not null)
         {
@@ -144,6 +147,7 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
             parts["perplexity"] = output.Perplexity;
         }
         if (Options.UseLearnedPrompts) parts["text_reg"] = output.TextRegularization;
+        if (shield is not null && Options.CodeConsistencyWeight > 0) parts["consistency"] = output.CodeConsistencyLoss;
         return new TrainingLoss(output.Total, parts);
     }
 
@@ -186,10 +190,23 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
     /// are not (NaN propagates into the logits): attacks and the evaluator check them once per call. An empty batch is refused.</remarks>
     /// <param name="images">Pixels in [0, 1] (normalisation is the backbone's business).</param>
     /// <param name="labels">Class indices.</param>
-    public override DefeatOutput forward(Tensor images, Tensor labels)
+    public override DefeatOutput forward(Tensor images, Tensor labels) => forward(images, labels, null);
+
+    /// <summary>
+    /// Runs DEFEAT on adversarial pixels <paramref name="images"/> made from <paramref name="cleanImages"/>: as
+    /// <see cref="forward(Tensor, Tensor)"/>, plus the code-consistency loss when
+    /// <see cref="DefeatModelOptions.CodeConsistencyWeight"/> is above 0. The clean images pass the frozen backbone and the
+    /// shield's encoder without gradient, only to find their codes; with a weight of 0 they are not used at all.
+    /// </summary>
+    /// <param name="images">Adversarial pixels in [0, 1] (the images trained on).</param>
+    /// <param name="labels">Class indices.</param>
+    /// <param name="cleanImages">The clean pixels <paramref name="images"/> were made from, same shape; null leaves the term at 0.</param>
+    public DefeatOutput forward(Tensor images, Tensor labels, Tensor? cleanImages)
     {
         ArgumentNullException.ThrowIfNull(labels);
         CheckImages(images);
+        if (cleanImages is not null && !cleanImages.shape.SequenceEqual(images.shape))
+            throw new ArgumentException($"cleanImages must have the images' shape {TensorChecks.Shape(images)}, got {TensorChecks.Shape(cleanImages)}.", nameof(cleanImages));
         if (labels.dim() != 1 || labels.shape[0] != images.shape[0] || labels.dtype != ScalarType.Int64)
             throw new ArgumentException($"labels must be int64 [{images.shape[0]}], got {labels.dtype} [{string.Join(", ", labels.shape)}].", nameof(labels));
         if (images.shape[0] == 0)
@@ -203,15 +220,28 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
         var alignment = pass.Shield is null ? zero : shield!.AlignmentLoss(pass.ClassFeature, pass.Shield.Projected);
         var textRegularization = Options.UseLearnedPrompts ? prompt_learner.TextRegularizationLoss(pass.TextFeatures) : zero;
         var vqVae = pass.Shield?.Loss ?? zero;
+        var consistency = zero;
+        if (pass.Shield is not null && cleanImages is not null && Options.CodeConsistencyWeight > 0)
+        {
+            Tensor cleanGrid;
+            using (no_grad())
+            {
+                using var cleanFeatures = Backbone.EncodeImage(cleanImages);
+                cleanGrid = cleanFeatures.GridFeatures.detach();
+            }
+            consistency = shield!.CodeConsistencyLoss(pass.Shield, cleanGrid);
+        }
         var total = crossEntropy
                     + Options.AlignmentWeight * alignment
                     + Options.TextRegularizationWeight * textRegularization
                     + Options.VqVaeWeight * vqVae;
+        if (Options.CodeConsistencyWeight > 0)
+            total = total + Options.CodeConsistencyWeight * consistency;
 
         var output = new DefeatOutput(pass.Logits, pass.Clean.alias(), pass.Robust, pass.Shield?.Indices,
             crossEntropy, alignment.alias(), textRegularization.alias(), vqVae.alias(),
             (pass.Shield?.ReconstructionLoss ?? zero).alias(), (pass.Shield?.CodebookLoss ?? zero).alias(),
-            (pass.Shield?.CommitmentLoss ?? zero).alias(), (pass.Shield?.Perplexity ?? zero).alias(), total);
+            (pass.Shield?.CommitmentLoss ?? zero).alias(), (pass.Shield?.Perplexity ?? zero).alias(), consistency.alias(), total);
         foreach (var t in output.Tensors()) t.MoveToOuterDisposeScope();
         return output;
     }

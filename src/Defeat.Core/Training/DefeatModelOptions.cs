@@ -12,6 +12,14 @@ public sealed record DefeatModelOptions
     /// <summary>Weight of the shield's VQ-VAE loss in the total (its parts are weighted inside the shield); 1 in DEFEAT.</summary>
     public double VqVaeWeight { get; init; } = 1.0;
 
+    /// <summary>
+    /// Weight of the code-consistency loss (<see cref="Shield.IPerturbShield.CodeConsistencyLoss"/>): pulls the latents of each
+    /// adversarial training image toward the codewords its clean image chose. 0 (default, as DEFEAT) turns it off. It needs the
+    /// clean images: <see cref="DefeatTrainer"/> passes them (<see cref="DefeatModel.forward(TorchSharp.torch.Tensor, TorchSharp.torch.Tensor, TorchSharp.torch.Tensor?)"/>);
+    /// a forward pass without them leaves the term at 0.
+    /// </summary>
+    public double CodeConsistencyWeight { get; init; }
+
     /// <summary>Use PerturbShield and fusion (DEFEAT). False: prompt learner and clean branch only (an APT-style baseline).</summary>
     public bool UseShield { get; init; } = true;
 
@@ -29,5 +37,6 @@ public sealed record DefeatModelOptions
         Weight(AlignmentWeight, nameof(AlignmentWeight));
         Weight(TextRegularizationWeight, nameof(TextRegularizationWeight));
         Weight(VqVaeWeight, nameof(VqVaeWeight));
+        Weight(CodeConsistencyWeight, nameof(CodeConsistencyWeight));
     }
 }

@@ -15,7 +15,10 @@ namespace Defeat.Training;
 /// <param name="CodebookLoss">Unweighted codebook loss (0 without shield).</param>
 /// <param name="CommitmentLoss">Unweighted commitment loss (0 without shield).</param>
 /// <param name="Perplexity">Codebook perplexity of the batch (0 without shield).</param>
-/// <param name="Total"><c>CE + lambda * alignment + mu * text regulariser + VqVaeWeight * VQ-VAE loss</c>.</param>
+/// <param name="CodeConsistencyLoss">Code-consistency loss toward the clean images' codewords (0 when its weight is 0, without
+/// clean images, or without shield).</param>
+/// <param name="Total"><c>CE + lambda * alignment + mu * text regulariser + VqVaeWeight * VQ-VAE loss
+/// + CodeConsistencyWeight * code-consistency loss</c>.</param>
 public sealed record DefeatOutput(
     Tensor Logits,
     Tensor CleanLogits,
@@ -29,6 +32,7 @@ public sealed record DefeatOutput(
     Tensor CodebookLoss,
     Tensor CommitmentLoss,
     Tensor Perplexity,
+    Tensor CodeConsistencyLoss,
     Tensor Total) : IDisposable
 {
     /// <summary>Disposes every tensor of the result.</summary>
@@ -51,6 +55,7 @@ public sealed record DefeatOutput(
         yield return CodebookLoss;
         yield return CommitmentLoss;
         yield return Perplexity;
+        yield return CodeConsistencyLoss;
         yield return Total;
     }
 }

@@ -97,7 +97,7 @@ public sealed class DefeatTrainer
                     var adversarial = attack.Perturb(model.AttackTarget(), x, y, cancellationToken);
                     model.SetTraining(true);
 
-                    var loss = model.Loss(adversarial, y);
+                    var loss = model.Loss(adversarial, y, x);
                     optimizer.zero_grad();
                     loss.Total.backward();
                     optimizer.step();

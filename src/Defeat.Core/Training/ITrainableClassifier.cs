@@ -33,6 +33,16 @@ public interface ITrainableClassifier
     /// <summary>The training objective on a batch: the total loss to minimise and its named parts (for logs).</summary>
     TrainingLoss Loss(Tensor images, Tensor labels);
 
+    /// <summary>
+    /// The training objective on adversarial images, given the clean images they were made from (what
+    /// <see cref="DefeatTrainer"/> calls). By default the clean images are ignored: <c>Loss(images, labels)</c>. DEFEAT uses
+    /// them for its optional code-consistency loss.
+    /// </summary>
+    /// <param name="images">The (adversarial) images trained on.</param>
+    /// <param name="labels">int64 <c>[B]</c> classes.</param>
+    /// <param name="cleanImages">The clean images <paramref name="images"/> were made from, same shape.</param>
+    TrainingLoss Loss(Tensor images, Tensor labels, Tensor cleanImages) => Loss(images, labels);
+
     /// <summary>Switches between training mode (quantizer updates, dead-code restarts) and evaluation mode.</summary>
     void SetTraining(bool training);
 }
