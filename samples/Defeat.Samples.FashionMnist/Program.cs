@@ -39,6 +39,12 @@ var pretrain = new Command("pretrain", "Pre-train the sample's small CLIP (contr
     dataOption, seedOption, pretrainOutput, quickOption, threadsOption, verboseOption,
 };
 root.Add(pretrain);
+root.Add(StudyCommand.Create(dataOption, backboneOption, threadsOption, verboseOption, (parse, action) => Guarded(() =>
+{
+    using var loggers = Loggers(parse.GetValue(verboseOption));
+    SetThreads(parse.GetValue(threadsOption));
+    action(loggers);
+})));
 
 pretrain.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
 {
@@ -125,7 +131,7 @@ static int Guarded(Action action)
         AnsiConsole.MarkupLine("[yellow]Cancelled; the last completed epoch's checkpoint is kept.[/]");
         return 130;
     }
-    catch (Exception e) when (e is ArgumentException or DirectoryNotFoundException or IdxFormatException or ClipCheckpointException or Defeat.Checkpoints.CheckpointException)
+    catch (Exception e) when (e is ArgumentException or DirectoryNotFoundException or InvalidDataException or IdxFormatException or ClipCheckpointException or Defeat.Checkpoints.CheckpointException)
     {
         AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
         return 2;
