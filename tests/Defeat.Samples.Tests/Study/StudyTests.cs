@@ -1,0 +1,122 @@
+using Defeat.Clip;
+using Defeat.Data;
+using Defeat.Prompting;
+using Defeat.Samples.Shared;
+using Defeat.Samples.Shared.Study;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Defeat.Samples.Tests.Study;
+
+public class StudyTests
+{
+    private string _dir = "";
+
+    [SetUp]
+    public void CreateFolder() => _dir = Directory.CreateTempSubdirectory("defeat-study-").FullName;
+
+    [TearDown]
+    public void DeleteFolder() => Directory.Delete(_dir, recursive: true);
+
+    private static StudyCell Cell(string configuration, int seed, double clean, string cleanBits, string robustBits, string protocol = "p") =>
+        new(configuration, seed, protocol, cleanBits.Length, 32, clean, cleanBits, new Dictionary<string, double>(), null, null,
+            [new StudyEpsilonResult(4.0 / 255, robustBits.Count(c => c == '1') / (double)robustBits.Length,
+                new Dictionary<string, double> { ["pgd-ce/fused"] = 0.5 }, null, robustBits)],
+            10, 20, new DateTime(2026, 12, 2, 0, 0, 0, DateTimeKind.Utc));
+
+    [Test]
+    public void ShardsPartitionTheCellsExactly()
+    {
+        var configurations = StudyConfigurations.Find(["apt", "official", "kmeans-dead"]);
+        var all = StudyRunner.Plan(configurations, [1, 2]);
+        Assert.That(all.Select(c => $"{c.Configuration.Name}/{c.Seed}"),
+            Is.EqualTo(new[] { "apt/1", "apt/2", "official/1", "official/2", "kmeans-dead/1", "kmeans-dead/2" }));
+        var shards = Enumerable.Range(1, 4).Select(i => StudyRunner.Plan(configurations, [1, 2], i, 4)).ToList();
+        Assert.That(shards.Select(s => s.Count), Is.EqualTo(new[] { 2, 2, 1, 1 }));
+        Assert.That(shards.SelectMany(s => s).OrderBy(c => c.Configuration.Name).ThenBy(c => c.Seed),
+            Is.EquivalentTo(all), "every cell in exactly one shard");
+        Assert.Throws<ArgumentOutOfRangeException>(() => StudyRunner.Plan(configurations, [1], 5, 4));
+        Assert.Throws<ArgumentException>(() => StudyConfigurations.Find(["no-such-configuration"]));
+    }
+
+    [Test]
+    public void SummaryIsComputedFromCellsAloneAndPairsImagesWithTheBaseline()
+    {
+        // Two seeds of 4 images each. apt robust: 1100 / 1000; official robust: 1110 / 1101.
+        var cells = new[]
+        {
+            Cell("apt", 1, 0.75, "1110", "1100"), Cell("apt", 2, 0.5, "1100", "1000"),
+            Cell("official", 1, 1.0, "1111", "1110"), Cell("official", 2, 0.75, "1110", "1101"),
+        };
+        foreach (var c in cells) c.Save(_dir);
+        var summary = StudySummary.FromFolder(_dir);
+
+        var official = summary.Configurations.Single(c => c.Configuration == "official");
+        // Robust per seed 0.75 and 0.75: mean 0.75, zero spread. Clean 1.0 and 0.75: mean 0.875, sd 0.17678, t(1) = 12.706.
+        Assert.That(official.Robust[0].Mean, Is.EqualTo(0.75).Within(1e-12));
+        Assert.That(official.Clean.Mean, Is.EqualTo(0.875).Within(1e-12));
+        Assert.That(official.Clean.HalfWidth, Is.EqualTo(12.706 * Math.Sqrt(0.03125) / Math.Sqrt(2)).Within(1e-9));
+        // Pairs over 8 images: only official right on seed 1 image 2, seed 2 images 1 and 3 -> b = 3, c = 0.
+        var paired = official.VersusBaseline[0]!;
+        Assert.That((paired.Images, paired.OnlyA, paired.OnlyB), Is.EqualTo((8, 3, 0)));
+        Assert.That(paired.Difference.Mean, Is.EqualTo(3 / 8.0).Within(1e-12));
+        Assert.That(paired.McNemarP, Is.EqualTo(2.0 / 8).Within(1e-12));
+        Assert.That(summary.Configurations.Single(c => c.Configuration == "apt").VersusBaseline[0], Is.Null);
+        Assert.That(summary.Markdown(), Does.Contain("| official | 2 |").And.Contain("+37.5 ["));
+
+        // A cell of another protocol is never pooled with these.
+        Cell("kmeans-dead", 1, 1.0, "1111", "1111", protocol: "q").Save(_dir);
+        Assert.Throws<InvalidDataException>(() => StudySummary.FromFolder(_dir));
+    }
+
+    [Test]
+    public void ATruncatedCellFileIsRefused()
+    {
+        string path = Cell("apt", 1, 0.75, "1110", "1100").Save(_dir);
+        Assert.That(StudyCell.Load(path).CleanCorrect, Is.EqualTo("1110"));
+        File.WriteAllText(path, File.ReadAllText(path)[..100]);
+        Assert.Throws<InvalidDataException>(() => StudyCell.Load(path));
+        Assert.That(Directory.GetFiles(_dir), Has.Length.EqualTo(1), "no temporary file left behind");
+    }
+
+    [Test]
+    public void RunnerWritesOneCellPerConfigurationAndSeedAndNeverRecomputesAFinishedOne()
+    {
+        using var clip = new ClipModel(ClipConfig.Tiny(imageResolution: 8, patchSize: 2, inputChannels: 1, width: 32, layers: 1, heads: 1, embedDim: 16));
+        clip.InitializeParameters(seed: 3);
+        var g = new Generator(11);
+        using var images = new LabeledImages(cat([rand([6, 1, 8, 8], generator: g) * 0.5, rand([6, 1, 8, 8], generator: g) * 0.5 + 0.5]).to_type(ScalarType.Float32),
+            cat([zeros(6, dtype: ScalarType.Int64), ones(6, dtype: ScalarType.Int64)]), ["sandal", "coat"]);
+        var protocol = new StudyProtocol { Shots = 2, Epochs = 2, TestPerClass = 2, PgdSteps = 1, EvaluationBatchSize = 4, SoftQuantizationTemperatures = [1] };
+        using var test = images.Subset(FewShotSplit.Stratified(images.LabelArray(), 2, protocol.TestPerClass, protocol.TestSeed));
+        LabeledImages FewShot(int seed, int shots) => images.Subset(FewShotSplit.Draw(images.LabelArray(), 2, shots, seed).FewShot);
+        var runner = new StudyRunner(protocol, clip, images.ClassNames, FewShot, test,
+            seed => new PromptLearnerOptions { Seed = (ulong)seed, ContextLength = 2 }, _dir, NullLoggerFactory.Instance);
+        var cells = StudyRunner.Plan(StudyConfigurations.Find(["zero-shot", "apt", "official"]), [1, 2]);
+        var progress = new Progress<StageProgress>();
+
+        Assert.That(runner.Run(cells, progress, CancellationToken.None), Is.EqualTo(6));
+        var files = Directory.GetFiles(runner.CellFolder).Order().ToList();
+        Assert.That(files.Select(Path.GetFileName), Is.EqualTo(new[]
+        {
+            "apt--seed1.json", "apt--seed2.json", "official--seed1.json", "official--seed2.json", "zero-shot--seed1.json", "zero-shot--seed2.json",
+        }));
+        var written = files.ToDictionary(f => f, File.ReadAllText);
+
+        Assert.That(runner.Run(cells, progress, CancellationToken.None), Is.EqualTo(0), "finished cells are skipped");
+        foreach (var f in files) Assert.That(File.ReadAllText(f), Is.EqualTo(written[f]));
+
+        var official = StudyCell.Load(files[2]);
+        Assert.That(official.TestImages, Is.EqualTo(4));
+        Assert.That(official.ByEpsilon.Select(r => r.Epsilon), Is.EqualTo(protocol.Epsilons));
+        Assert.That(official.ByEpsilon[0].ByAttack.Keys, Is.EquivalentTo(new[] { "pgd-ce/fused", "pgd-ce/clean", "pgd-ce/robust", "pgd-softvq/fused" }));
+        // The worst case is no better than any single attack, and the per-image bits agree with the accuracies.
+        foreach (var r in official.ByEpsilon)
+        {
+            Assert.That(r.Robust, Is.LessThanOrEqualTo(r.ByAttack.Values.Min() + 1e-12));
+            Assert.That(StudyCell.Outcomes(r.RobustCorrect).Count(b => b) / 4.0, Is.EqualTo(r.Robust).Within(1e-12));
+        }
+        Assert.That(StudyCell.Outcomes(official.CleanCorrect).Count(b => b) / 4.0, Is.EqualTo(official.Clean).Within(1e-12));
+        Assert.That(StudySummary.FromFolder(runner.CellFolder).Configurations.Select(c => c.Configuration),
+            Is.EqualTo(new[] { "zero-shot", "apt", "official" }));
+    }
+}
