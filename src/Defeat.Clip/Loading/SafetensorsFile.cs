@@ -26,7 +26,7 @@ public static class SafetensorsFile
 {
     /// <summary>
     /// The default limit on the JSON header's length: 16 MiB. The format's reference implementation accepts up to
-    /// 100 MB; the header of a ViT-L/14 file is about 40 KB. Pass another limit to <see cref="Read"/>, or set
+    /// 100 MB; the header of a ViT-L/14 file is about 52 KB. Pass another limit to <see cref="Read"/>, or set
     /// <see cref="ClipLoadOptions.MaxSafetensorsHeaderBytes"/>.
     /// </summary>
     public const long DefaultMaxHeaderBytes = 16L << 20;
