@@ -156,6 +156,17 @@ public class HostileCheckpointTests
     }
 
     [Test]
+    public void TensorRecordLargerThanItsStorageIsRefused()
+    {
+        // A 874-byte file whose one tensor claims 20000 x 20000 float32 over a one-float storage. PyBridge reserves the
+        // shape (untouched pages) and stops at the end of the storage's bytes; nothing is returned.
+        var (e, allocated) = LoadHostile("hostile_shape_beyond_storage.pt");
+        Assert.That(e.Message, Does.Contain("could not be read"));
+        Assert.That(e.InnerException, Is.Not.Null);
+        Assert.That(allocated, Is.LessThan(16L << 20));
+    }
+
+    [Test]
     public void PickleLimitsAreOptions()
     {
         var small = Fixture.TinyOptions with { MaxPickleBytes = 1000 };

@@ -14,9 +14,12 @@ Outputs (all small):
                                    hand: Python's pickler recurses and cannot write it)
   hostile_pickle_bomb.pt           a torch.save-style zip whose data.pkl pushes 5,000,000 empty dicts (about 5 MB of
                                    pickle, deflated to a few kilobytes)
+  hostile_shape_beyond_storage.pt  torch.save of a tensor record whose shape (20000 x 20000 float32, 1.6 GB) is far
+                                   larger than its storage (one float)
   tiny_torchscript-state-dict.pt   tiny_torchscript.pt (from make_fixtures.py) converted by the Python line that
                                    ClipLoader's refusal of a TorchScript archive prints, run here as printed
 """
+import collections
 import io
 import os
 import subprocess
@@ -93,10 +96,19 @@ assert levels == DEPTH, levels
 COUNT = 5_000_000
 write_torch_zip("hostile_pickle_bomb.pt", b"\x80\x02" + b"}" * COUNT + b"0" * (COUNT - 1) + b".")
 
+class ShapeBeyondStorage:
+    # Pickles as the tensor record torch.save writes, but with a shape its one-element storage cannot hold.
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2,
+                (torch.zeros(1).storage(), 0, (20000, 20000), (20000, 1), False, collections.OrderedDict()))
+
+
+torch.save({"w": ShapeBeyondStorage()}, os.path.join(OUT, "hostile_shape_beyond_storage.pt"))
+
 # The conversion line of ClipLoader's TorchScript refusal, for the fixture next to this script.
 subprocess.run([sys.executable, "-c", "import torch; torch.save(torch.jit.load('tiny_torchscript.pt', map_location='cpu')"
                 ".state_dict(), 'tiny_torchscript-state-dict.pt')"], cwd=OUT, check=True)
 
-for name in ["tiny_torchscript-state-dict.pt", "hostile_torchscript_setstate.pt", "hostile_cyclic_dict.pt", "hostile_shared_dicts.pt",
+for name in ["tiny_torchscript-state-dict.pt", "hostile_shape_beyond_storage.pt", "hostile_torchscript_setstate.pt", "hostile_cyclic_dict.pt", "hostile_shared_dicts.pt",
              "hostile_deep_dict.pt", "hostile_pickle_bomb.pt"]:
     print(name, os.path.getsize(os.path.join(OUT, name)), "bytes")
