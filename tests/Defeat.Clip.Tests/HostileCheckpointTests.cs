@@ -156,6 +156,27 @@ public class HostileCheckpointTests
     }
 
     [Test]
+    public void WorstPickleUnderTheDefaultLimitsStaysBounded()
+    {
+        // The most a pickle may build under the defaults: 249,999 empty dicts (one push short of the limit) from a
+        // few hundred bytes of zip. All are built; the load fails because there is no tensor.
+        var path = Temp("worst.pt");
+        using (var zip = System.IO.Compression.ZipFile.Open(path, System.IO.Compression.ZipArchiveMode.Create))
+        using (var pickle = zip.CreateEntry("archive/data.pkl").Open())
+        {
+            pickle.Write([0x80, 0x02]);                                             // PROTO 2
+            pickle.Write(Enumerable.Repeat((byte)'}', ClipLoadOptions.DefaultMaxPickleObjects - 1).ToArray());
+            pickle.WriteByte((byte)'.');                                            // STOP
+        }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<ClipCheckpointException>(() => ClipLoader.Load(path))!;
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        TestContext.Out.WriteLine($"worst.pt ({new FileInfo(path).Length} bytes): {allocated / 1e6:F1} MB allocated; {e.Message}");
+        Assert.That(e.Message, Does.Contain("holds no tensors"));
+        Assert.That(allocated, Is.LessThan(256L << 20));
+    }
+
+    [Test]
     public void TensorRecordLargerThanItsStorageIsRefused()
     {
         // A 874-byte file whose one tensor claims 20000 x 20000 float32 over a one-float storage. PyBridge reserves the
