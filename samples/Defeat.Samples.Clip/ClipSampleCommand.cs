@@ -40,11 +40,12 @@ public static class ClipSampleCommand
         var merges = new Option<string?>("--merges") { Description = "BPE merge list of a custom vocabulary (default: CLIP's)." };
         var threads = new Option<int>("--threads") { Description = "CPU threads for TorchSharp (0: all cores).", DefaultValueFactory = _ => 0 };
         var verbose = new Option<bool>("--verbose") { Description = "Log every epoch and evaluation." };
+        var allowTorchScript = new Option<bool>("--allow-torchscript") { Description = "Accept a TorchScript --clip or --tecoa file (OpenAI's ViT-B-32.pt). It is a program that runs code when loaded: only for files you trust." };
 
         var root = new RootCommand("DEFEAT (ICLR 2026) on a real CLIP: zero-shot, APT-style and DEFEAT few-shot prompt tuning, with clean and robust (PGD) accuracy.")
         {
             clip, tecoa, images, split, imageRoot, output, shots, testPerClass, epochs, batch, steps, seed, device, half,
-            visionHeads, textHeads, merges, threads, verbose,
+            visionHeads, textHeads, merges, threads, verbose, allowTorchScript,
         };
         root.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
         {
@@ -52,6 +53,7 @@ public static class ClipSampleCommand
             {
                 ClipPath = parse.GetValue(clip)!,
                 TeCoAPath = parse.GetValue(tecoa),
+                AllowTorchScript = parse.GetValue(allowTorchScript),
                 ImageFolder = parse.GetValue(images),
                 SplitPath = parse.GetValue(split),
                 ImageRoot = parse.GetValue(imageRoot),

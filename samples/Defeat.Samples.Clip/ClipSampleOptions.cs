@@ -9,6 +9,10 @@ public sealed record ClipSampleOptions
     /// <summary>A TeCoA-style robust image tower to replace CLIP's (optional).</summary>
     public string? TeCoAPath { get; init; }
 
+    /// <summary>Whether <see cref="ClipPath"/> and <see cref="TeCoAPath"/> may be TorchScript archives, which run code
+    /// when loaded (<see cref="Defeat.Clip.Loading.ClipLoadOptions.AllowTorchScript"/>); only for files you trust.</summary>
+    public bool AllowTorchScript { get; init; }
+
     /// <summary>An image folder with one sub-folder per class; or null when <see cref="SplitPath"/> is given.</summary>
     public string? ImageFolder { get; init; }
 

@@ -141,11 +141,12 @@ public static class ClipSampleRunner
             VisionHeads = options.VisionHeads,
             TextHeads = options.TextHeads,
             Tokenizer = options.MergesPath is null ? null : ReadTokenizer(options.MergesPath),
+            AllowTorchScript = options.AllowTorchScript,
         };
         var clip = ClipLoader.Load(options.ClipPath, loadOptions, log);
         try
         {
-            if (options.TeCoAPath is not null) ClipLoader.LoadImageTower(clip, options.TeCoAPath, log);
+            if (options.TeCoAPath is not null) ClipLoader.LoadImageTower(clip, options.TeCoAPath, new ClipLoadOptions { AllowTorchScript = options.AllowTorchScript }, log);
         }
         catch
         {

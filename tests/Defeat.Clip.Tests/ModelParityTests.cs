@@ -55,8 +55,18 @@ public class ModelParityTests
     public void Fp16TorchScriptArchiveMatchesReference()
     {
         Assert.That(ClipLoader.DetectFormat(Fixture.File("tiny_torchscript.pt")), Is.EqualTo(CheckpointFormat.TorchScript));
-        using var model = ClipLoader.Load(Fixture.File("tiny_torchscript.pt"), Fixture.TinyOptions);
+        using var model = ClipLoader.Load(Fixture.File("tiny_torchscript.pt"), Fixture.TinyOptions with { AllowTorchScript = true });
         Assert.That(model.parameters().All(p => p.dtype == ScalarType.Float32), Is.True, "fp16 weights become float32");
+        AssertMatchesReference(model);
+    }
+
+    [Test]
+    public void TorchScriptConvertedByThePrintedPythonLineLoadsWithoutTheOptIn()
+    {
+        // Fixtures/make_hostile_fixtures.py ran the conversion line of the refusal message on tiny_torchscript.pt.
+        var path = Fixture.File("tiny_torchscript-state-dict.pt");
+        Assert.That(ClipLoader.DetectFormat(path), Is.EqualTo(CheckpointFormat.PyTorchPickle));
+        using var model = ClipLoader.Load(path, Fixture.TinyOptions);
         AssertMatchesReference(model);
     }
 

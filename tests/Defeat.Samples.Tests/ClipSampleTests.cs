@@ -32,7 +32,8 @@ public class ClipSampleTests
     private static double DirectZeroShotAccuracy(string clipPath, string? tecoa, IReadOnlyList<string> files, IReadOnlyList<long> labels, IReadOnlyList<string> classes)
     {
         var tokenizer = new ClipTokenizer(System.IO.File.ReadAllText(ClipSampleFixture.File("tiny_merges.txt")).Split('\n'), mergeCount: 64);
-        using var clip = ClipLoader.Load(clipPath, new ClipLoadOptions { VisionHeads = 2, TextHeads = 2, Tokenizer = tokenizer });
+        using var clip = ClipLoader.Load(clipPath, new ClipLoadOptions { VisionHeads = 2, TextHeads = 2, Tokenizer = tokenizer,
+            AllowTorchScript = ClipLoader.DetectFormat(clipPath) == CheckpointFormat.TorchScript });
         if (tecoa is not null) ClipLoader.LoadImageTower(clip, tecoa);
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -50,7 +51,9 @@ public class ClipSampleTests
         string images = ClipSampleFixture.ImageFolder(Path.Combine(_dir, "images"), perClass: 4);
         string clipPath = ClipSampleFixture.File(checkpoint);
         string? tecoaPath = tecoa is null ? null : ClipSampleFixture.File(tecoa);
-        var options = ClipSampleFixture.Quick(clipPath, Path.Combine(_dir, "run")) with { ImageFolder = images, TeCoAPath = tecoaPath };
+        // TorchScript archives run code when loaded: the sample takes them only with the explicit opt-in.
+        bool allowTorchScript = ClipLoader.DetectFormat(clipPath) == CheckpointFormat.TorchScript;
+        var options = ClipSampleFixture.Quick(clipPath, Path.Combine(_dir, "run")) with { ImageFolder = images, TeCoAPath = tecoaPath, AllowTorchScript = allowTorchScript };
         var progress = new Recorder();
 
         var results = ClipSampleRunner.Run(options, progress);

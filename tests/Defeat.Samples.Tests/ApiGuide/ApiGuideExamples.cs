@@ -28,7 +28,7 @@ public static class ApiGuideExamples
     public static (Tensor Predicted, double Loss, Tensor Context) QuickStart(string checkpointPath, string[] classNames, Tensor images, Tensor labels)
     {
         // <example:quick-start>
-        using var clip = ClipLoader.Load(checkpointPath);                  // OpenAI .pt, PyTorch state dict or HF safetensors
+        using var clip = ClipLoader.Load(checkpointPath);                  // state dict or safetensors; TorchScript needs AllowTorchScript
         using var model = DefeatModel.Create(clip, classNames);            // prompt learner + PerturbShield + fusion; CLIP frozen
         var optimizer = optim.SGD(model.TrainableParameters(), 0.002, momentum: 0.9, weight_decay: 5e-4);
         var attack = new PgdAttack(PgdOptions.DefeatTraining(4 / 255.0));  // DEFEAT trains on adversarial images
