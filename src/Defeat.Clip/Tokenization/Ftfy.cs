@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 
 namespace Defeat.Clip.Tokenization;
@@ -15,9 +16,21 @@ internal static class Ftfy
     private static readonly Dictionary<string, string> Entities = BuildEntities();
     private static readonly Dictionary<int, string> Ligatures = ClipTextTables.Ligatures.ToDictionary(p => p.CodePoint, p => p.Replacement);
     private static readonly Dictionary<int, string> Widths = ClipTextTables.WidthMap.ToDictionary(p => p.CodePoint, p => p.Replacement);
+    private static readonly SearchValues<char> LigatureChars = SearchValues.Create(string.Concat(Ligatures.Keys.Select(k => (char)k)));
+    private static readonly SearchValues<char> WidthChars = SearchValues.Create(string.Concat(Widths.Keys.Select(k => (char)k)));
+    private static readonly SearchValues<char> ControlChars = BuildControlChars();
     private static readonly SingleByteCodec[] Codecs = ClipTextTables.Charmaps.Select(c => new SingleByteCodec(c.Name, c.Decoded)).ToArray();
     private static readonly SingleByteCodec Latin1 = Codecs.Single(c => c.Name == "latin-1");
     private static readonly string Sloppy1252 = Codecs.Single(c => c.Name == "sloppy-windows-1252").Decoded;
+
+    private static SearchValues<char> BuildControlChars()
+    {
+        var chars = new List<char>();
+        var r = ClipTextTables.ControlChars;
+        for (int i = 0; i < r.Length; i += 2)
+            for (int c = r[i]; c <= r[i + 1]; c++) chars.Add((char)c);
+        return SearchValues.Create(chars.ToArray());
+    }
 
     private static Dictionary<string, string> BuildEntities()
     {
@@ -83,8 +96,8 @@ internal static class Ftfy
             if (unescapeHtml) text = UnescapeHtml(text);
             text = FixEncoding(text);
             text = FixC1Controls(text);
-            text = Translate(text, Ligatures, '\u0132', '\uFB06');
-            text = Translate(text, Widths, '\u3000', '\uFFEF');
+            text = Translate(text, Ligatures, LigatureChars);
+            text = Translate(text, Widths, WidthChars);
             text = UncurlQuotes(text);
             text = FixLineBreaks(text);
             text = FixSurrogates(text);
@@ -140,9 +153,9 @@ internal static class Ftfy
 
     private static int IndexOfC1(string text) => text.AsSpan().IndexOfAnyInRange('\u0080', '\u009F');
 
-    private static string Translate(string text, Dictionary<int, string> map, char low, char high)
+    private static string Translate(string text, Dictionary<int, string> map, SearchValues<char> keys)
     {
-        int first = text.AsSpan().IndexOfAnyInRange(low, high);
+        int first = text.AsSpan().IndexOfAny(keys);
         if (first < 0) return text;
         StringBuilder? sb = null;
         for (int i = first; i < text.Length; i++)
@@ -232,13 +245,12 @@ internal static class Ftfy
 
     private static string RemoveControlChars(string text)
     {
-        int i = 0;
-        while (i < text.Length && (TextCharData.Of(text[i]) & CharFlags.Control) == 0) i++;
-        if (i == text.Length) return text;
+        int i = text.AsSpan().IndexOfAny(ControlChars);
+        if (i < 0) return text;
         var sb = new StringBuilder(text.Length);
         sb.Append(text, 0, i);
         for (; i < text.Length; i++)
-            if ((TextCharData.Of(text[i]) & CharFlags.Control) == 0) sb.Append(text[i]);
+            if (!ControlChars.Contains(text[i])) sb.Append(text[i]);
         return sb.ToString();
     }
 
@@ -321,13 +333,20 @@ internal static class Ftfy
     /// <summary>One of ftfy's single-byte encodings (latin-1, its sloppy windows code pages, iso-8859-2, macroman, cp437).</summary>
     private sealed class SingleByteCodec
     {
-        private readonly Dictionary<char, byte> _encode = new();
+        // Characters below U+0100 by table, the others by dictionary; -1 where the code page has no byte.
+        private readonly short[] _low = new short[256];
+        private readonly Dictionary<char, byte> _high = new();
 
         public SingleByteCodec(string name, string decoded)
         {
             Name = name;
             Decoded = decoded;
-            for (int b = 0; b < 256; b++) _encode[decoded[b]] = (byte)b;
+            Array.Fill(_low, (short)-1);
+            for (int b = 0; b < 256; b++)
+            {
+                if (decoded[b] < 0x100) _low[decoded[b]] = (short)b;
+                else _high[decoded[b]] = (byte)b;
+            }
             IsSloppy = name.StartsWith("sloppy", StringComparison.Ordinal);
         }
 
@@ -340,8 +359,15 @@ internal static class Ftfy
             bytes = new byte[text.Length];
             for (int i = 0; i < text.Length; i++)
             {
-                if (!_encode.TryGetValue(text[i], out var b)) { bytes = []; return false; }
-                bytes[i] = b;
+                char c = text[i];
+                if (c < 0x100)
+                {
+                    short b = _low[c];
+                    if (b < 0) { bytes = []; return false; }
+                    bytes[i] = (byte)b;
+                }
+                else if (_high.TryGetValue(c, out var b)) bytes[i] = b;
+                else { bytes = []; return false; }
             }
             return true;
         }

@@ -76,27 +76,70 @@ internal static class Badness
     private static Step ArabicFollower() =>
         new(CharFlags.Common | Cur | Bad | Num | SP, "\u0178\u0160\u00AE\u00B0\u00B5\u00BB");
 
+    // Which rules can start at a character: a bit per rule, tabled below U+2600 (where nearly all of ftfy's
+    // characters are) and computed above it, after a quick test against the union of all first steps.
+    private const int TabledLimit = 0x2600;
+    private static readonly ulong[] StartTable = BuildStartTable();
+    private static readonly CharFlags FirstFlags = Rules.Aggregate(CharFlags.PySpace, (f, r) => f | r.Steps[0].Flags);
+    private static readonly System.Buffers.SearchValues<char> FirstChars =
+        System.Buffers.SearchValues.Create(string.Concat(Rules.Select(r => r.Steps[0].Chars)));
+
+    private static ulong[] BuildStartTable()
+    {
+        if (Rules.Length > 64) throw new InvalidOperationException("more badness rules than bits in the start mask");
+        var table = new ulong[TabledLimit];
+        for (int c = 0; c < TabledLimit; c++) table[c] = ComputeStartRules((char)c);
+        return table;
+    }
+
+    private static ulong ComputeStartRules(char c)
+    {
+        ulong mask = 0;
+        for (int r = 0; r < Rules.Length; r++)
+            if (StepMatches(Rules[r].Steps[0], c)) mask |= 1UL << r;
+        return mask;
+    }
+
+    private static ulong StartRules(char c)
+    {
+        if (c < TabledLimit) return StartTable[c];
+        if ((TextCharData.Of(c) & FirstFlags) == 0 && !FirstChars.Contains(c)) return 0;
+        return ComputeStartRules(c);
+    }
+
     /// <summary>ftfy's <c>is_bad</c>: whether any mojibake-like sequence occurs in the text.</summary>
     internal static bool IsBad(string text)
     {
         for (int i = 0; i < text.Length; i++)
         {
-            // Every rule starts with a BMP character that has a category flag, a literal or white space.
-            foreach (var rule in Rules)
+            ulong rules = StartRules(text[i]);
+            while (rules != 0)
             {
+                int r = System.Numerics.BitOperations.TrailingZeroCount(rules);
+                rules &= rules - 1;
+                var rule = Rules[r];
                 if (rule.AtStart && i > 0) continue;
-                if (Matches(text, i, rule.Steps)) return true;
+                // The first step matched text[i], a BMP character that is not a surrogate.
+                if (MatchesFrom(text, i + 1, rule.Steps)) return true;
             }
         }
         return false;
     }
 
-    private static bool Matches(string text, int start, Step[] steps)
+    private static bool StepMatches(in Step step, char c) => step.Kind switch
+    {
+        Kind.Set => ((TextCharData.Of(c) & step.Flags) != 0) || step.Chars.Contains(c),
+        Kind.Space => (TextCharData.Of(c) & CharFlags.PySpace) != 0,
+        _ => throw new InvalidOperationException("a rule starts with a class that is not a character set"),
+    };
+
+    private static bool MatchesFrom(string text, int start, Step[] steps)
     {
         int p = start;
-        foreach (var step in steps)
+        for (int k = 1; k < steps.Length; k++)
         {
             if (p >= text.Length) return false;
+            ref readonly var step = ref steps[k];
             int cp = TextCharData.CodePointAt(text, p, out int width);
             bool ok = step.Kind switch
             {

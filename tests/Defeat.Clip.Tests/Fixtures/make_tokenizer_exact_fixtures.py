@@ -18,6 +18,7 @@ The reference code is imported, never copied. Groups of texts:
   random-script   random words from many scripts, some as mojibake or with a special character (seeded)
   random-any      random assigned code points from the whole range (seeded)
   misc            terminal escapes, control characters, line breaks, widths, ligatures, quotes, tokens
+  surrogates      lone surrogates, stored as UTF-16 code units ("u16") since JSON text cannot hold them
 Every text is run through the reference; a text the reference cannot encode is left out (none so far).
 """
 import glob
@@ -166,6 +167,8 @@ add("misc",
     "\u0958 \u2126 \u212a \u2000", "𝐀𝐁𝐂 𝟎𝟏𝟐 𝔄", "①②③ ⅷ ㊿ 𝍠", "٣٤٥ ۳۴۵ ߀ ०१२ ๑๒๓", "1/2 ½ 3.14",
     "😀😁 👨‍👩‍👧 🏳️‍🌈 🇯🇵 1️⃣", "\U000E0001\U000E0041 tags", "\U0010FFFD private", "\uE000 pua", "\uFFFD replacement",
     "ok " * 40, "\n".join(["line %d café" % i for i in range(5)]), "a\n", "\n", " ", "")
+# Lone surrogates (stored as UTF-16 code units: JSON text cannot hold them).
+add("surrogates", "a\ud800b", "\udc00x", "end\ud83d", "x\udbff\ny", "\udc00\ud800", "caf\u00c3\ud800\u00a9")
 
 # ------------------------------------------------------------------ random text
 def assigned(cp):
@@ -221,7 +224,12 @@ for group, text in cases:
         print("skipped", repr(text)[:60], type(e).__name__)
         skipped += 1
         continue
-    results.append({"group": group, "text": text, "fixed": fixed, "clean": clean, "ids": ids})
+    case = {"group": group, "text": text, "fixed": fixed, "clean": clean, "ids": ids}
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        units = text.encode("utf-16-le", "surrogatepass")
+        case["text"] = None
+        case["u16"] = [units[i] | units[i + 1] << 8 for i in range(0, len(units), 2)]
+    results.append(case)
 
 with open(os.path.join(OUT, "tokenizer_exact_cases.json"), "w", encoding="utf-8") as f:
     # One case per line.
