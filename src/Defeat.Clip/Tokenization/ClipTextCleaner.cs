@@ -1,108 +1,89 @@
-using System.Globalization;
-using System.Net;
 using System.Text;
-using System.Text.RegularExpressions;
 
 namespace Defeat.Clip.Tokenization;
 
 /// <summary>
-/// The text clean-up CLIP's tokenizer applies before byte-pair encoding: the subset of ftfy's <c>fix_text</c>
-/// that changes ordinary text, HTML unescaping (twice, as the reference does), whitespace collapsing and
-/// lower-casing.
+/// The text clean-up CLIP's reference tokenizer applies before byte-pair encoding, reproduced exactly:
+/// ftfy's <c>fix_text</c> (default configuration), Python's <c>html.unescape</c> twice, <c>strip</c>, every run of
+/// white space to one space, Python's <c>str.lower()</c>.
 /// </summary>
 /// <remarks>
-/// Implemented from ftfy's defaults: ANSI terminal escapes removed, Latin ligatures split, fullwidth and
-/// halfwidth forms mapped to their usual width (and the ideographic space to a space), curly quotes
-/// straightened, line breaks unified, stray control characters removed, NFC normalisation. Not implemented:
-/// ftfy's mojibake repair (<c>fix_encoding</c>: text that was decoded with the wrong code page, such as
-/// "cafÃ©"), its upper-case HTML entities (<c>&amp;EACUTE;</c>), and Python's HTML5-only named entities or
-/// entities written without a semicolon; docs/clip.md lists these.
+/// <para>ftfy's <c>fix_text</c> is implemented in full for its defaults: HTML entities (only while no '&lt;' has
+/// been seen, line by line; upper-case entities such as <c>&amp;EACUTE;</c> included), mojibake repair (text
+/// that was UTF-8 but was decoded as latin-1, windows-1250/1251/1252/1253/1254/1257, iso-8859-2, MacRoman or
+/// cp437, including the "badness" heuristic that decides when to try, lost A0 bytes, lossy sequences,
+/// CESU-8, embedded mojibake and C1 controls), Latin ligatures, fullwidth and halfwidth forms, curly quotes,
+/// line breaks, surrogates, terminal escapes, control characters and NFC, repeated until the text is stable.</para>
+/// <para>Lower-casing is Python's: full case mapping (U+0130 becomes "i" + U+0307) and the final-sigma rule.
+/// The character data (case mappings, white space, letter and number classes, ftfy's categories and code
+/// pages, the HTML5 entities) is measured from Python 3.11 (Unicode 14), the regex module and ftfy 6.3, so
+/// results do not depend on the .NET runtime's own Unicode version; NFC is the runtime's.</para>
 /// </remarks>
-public static partial class ClipTextCleaner
+public static class ClipTextCleaner
 {
-    private static readonly Dictionary<char, string> Ligatures = new()
-    {
-        ['\u0132'] = "IJ", ['\u0133'] = "ij", ['\u0149'] = "\u02BCn", ['\u01F1'] = "DZ", ['\u01F2'] = "Dz", ['\u01F3'] = "dz",
-        ['\u01C4'] = "D\u017D", ['\u01C5'] = "D\u017E", ['\u01C6'] = "d\u017E", ['\u01C7'] = "LJ", ['\u01C8'] = "Lj", ['\u01C9'] = "lj",
-        ['\u01CA'] = "NJ", ['\u01CB'] = "Nj", ['\u01CC'] = "nj", ['\uFB00'] = "ff", ['\uFB01'] = "fi", ['\uFB02'] = "fl",
-        ['\uFB03'] = "ffi", ['\uFB04'] = "ffl", ['\uFB05'] = "\u017Ft", ['\uFB06'] = "st",
-    };
-
-    [GeneratedRegex("\u001b\\[(?:\\d|;)*[a-zA-Z]")]
-    private static partial Regex AnsiEscape();
-
-    /// <summary>Applies the whole clean-up: ftfy subset, HTML unescape twice, trim, whitespace collapse, lower case.</summary>
+    /// <summary>
+    /// Applies CLIP's whole clean-up: <c>whitespace_clean(basic_clean(text)).lower()</c> of the reference
+    /// <c>simple_tokenizer.py</c>.
+    /// </summary>
     /// <param name="text">Raw text.</param>
+    /// <returns>The text CLIP's pre-tokenizer sees.</returns>
     public static string Clean(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var fixedText = FixText(text);
-        fixedText = WebUtility.HtmlDecode(WebUtility.HtmlDecode(fixedText));
-        return CollapseWhitespace(fixedText).ToLowerInvariant();
+        string basic;
+        if (IsPlainAscii(text))
+        {
+            // Printable ASCII (with tab, line feed, form feed) and no '&': ftfy and html.unescape change nothing.
+            basic = text;
+        }
+        else
+        {
+            basic = PythonText.HtmlUnescape(PythonText.HtmlUnescape(Ftfy.FixText(text)));
+        }
+        return PythonText.Lower(CollapseWhitespace(PythonText.Strip(basic)));
     }
 
-    /// <summary>The implemented part of ftfy's <c>fix_text</c> with its default options.</summary>
+    /// <summary>ftfy's <c>fix_text(text)</c> with its default configuration, as CLIP calls it.</summary>
     /// <param name="text">Raw text.</param>
+    /// <returns>The fixed text.</returns>
     public static string FixText(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        // ftfy unescapes HTML only when the text holds no '<' (it might be real HTML otherwise).
-        if (!text.Contains('<')) text = WebUtility.HtmlDecode(text);
-        text = AnsiEscape().Replace(text, "");
-        var sb = new StringBuilder(text.Length);
-        for (int i = 0; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (Ligatures.TryGetValue(c, out var lig)) { sb.Append(lig); continue; }
-            if (c == '\u3000') { sb.Append(' '); continue; }
-            if (c >= '\uFF01' && c < '\uFFF0')
-            {
-                sb.Append(c.ToString().Normalize(NormalizationForm.FormKC));
-                continue;
-            }
-            sb.Append(c);
-        }
-        text = sb.ToString();
-        sb.Clear();
-        for (int i = 0; i < text.Length; i++)
-        {
-            char c = text[i];
-            // Curly quotes become straight ones.
-            if (c == '\u02BC' || (c >= '\u2018' && c <= '\u201B')) { sb.Append('\''); continue; }
-            if (c >= '\u201C' && c <= '\u201F') { sb.Append('"'); continue; }
-            // Line breaks of every convention become '\n'.
-            if (c == '\r') { sb.Append('\n'); if (i + 1 < text.Length && text[i + 1] == '\n') i++; continue; }
-            if (c == '\u2028' || c == '\u2029' || c == '\u0085') { sb.Append('\n'); continue; }
-            if (IsStrayControl(c)) continue;
-            sb.Append(c);
-        }
-        return sb.ToString().Normalize(NormalizationForm.FormC);
+        return IsPlainAscii(text) ? text : Ftfy.FixText(text);
     }
 
-    /// <summary>Collapses every run of whitespace to one space and trims the ends (Python's <c>\s</c> and <c>strip</c>).</summary>
+    /// <summary>
+    /// CLIP's <c>whitespace_clean</c>: every run of white space (the regex module's <c>\s</c>) becomes one space,
+    /// then the ends are stripped (Python's <c>str.strip()</c>).
+    /// </summary>
     /// <param name="text">Text.</param>
+    /// <returns>The collapsed text.</returns>
     public static string CollapseWhitespace(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var sb = new StringBuilder(text.Length);
-        bool pendingSpace = false;
-        foreach (char c in text)
+        StringBuilder? sb = null;
+        for (int i = 0; i < text.Length; i++)
         {
-            if (IsPythonSpace(c)) { pendingSpace = sb.Length > 0; continue; }
-            if (pendingSpace) { sb.Append(' '); pendingSpace = false; }
-            sb.Append(c);
+            char c = text[i];
+            if ((TextCharData.Of(c) & CharFlags.RxSpace) == 0) { sb?.Append(c); continue; }
+            int end = i + 1;
+            while (end < text.Length && (TextCharData.Of(text[end]) & CharFlags.RxSpace) != 0) end++;
+            if (sb is null)
+            {
+                if (end == i + 1 && c == ' ') continue; // already a single space
+                sb = new StringBuilder(text.Length);
+                sb.Append(text, 0, i);
+            }
+            sb.Append(' ');
+            i = end - 1;
         }
-        return sb.ToString();
+        return PythonText.Strip(sb?.ToString() ?? text);
     }
 
-    /// <summary>Python's <c>str.isspace</c>: .NET's white space plus the information separators U+001C..U+001F.</summary>
-    internal static bool IsPythonSpace(char c) => char.IsWhiteSpace(c) || (c >= '\u001C' && c <= '\u001F');
-
-    // ftfy's remove_control_chars: C0 controls except tab/line feed/form feed/carriage return, DEL,
-    // deprecated format characters, the byte-order mark and interlinear annotation characters.
-    private static bool IsStrayControl(char c) =>
-        c <= '\u0008' || c == '\u000B' || (c >= '\u000E' && c <= '\u001F') || c == '\u007F'
-        || (c >= '\u206A' && c <= '\u206F') || c == '\uFEFF' || (c >= '\uFFF9' && c <= '\uFFFC');
-
-    internal static UnicodeCategory Category(Rune r) => Rune.GetUnicodeCategory(r);
+    private static bool IsPlainAscii(string text)
+    {
+        foreach (char c in text)
+            if (c is < ' ' and not ('\t' or '\n' or '\f') or > '~' or '&') return false;
+        return true;
+    }
 }

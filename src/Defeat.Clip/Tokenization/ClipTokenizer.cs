@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Globalization;
 using System.IO.Compression;
 using System.Text;
 using TorchSharp;
@@ -178,50 +177,70 @@ public sealed class ClipTokenizer
     }
 
     /// <summary>
-    /// CLIP's pre-tokeniser on cleaned text: the special tokens, the contractions 's 't 're 've 'm 'll 'd,
-    /// runs of letters, single numeric characters, and runs of other non-space characters.
+    /// CLIP's pre-tokeniser on cleaned text, as the reference pattern (regex module, IGNORECASE) splits it: the
+    /// special tokens, the contractions 's 't 're 've 'm 'll 'd, runs of letters, single numeric characters, and
+    /// runs of characters that are neither white space, letters nor numbers; anything else is skipped.
     /// </summary>
     internal static IEnumerable<string> PreTokenize(string text)
     {
         int i = 0;
         while (i < text.Length)
         {
-            if (ClipTextCleaner.IsPythonSpace(text[i])) { i++; continue; }
-            if (string.CompareOrdinal(text, i, StartToken, 0, StartToken.Length) == 0) { yield return StartToken; i += StartToken.Length; continue; }
-            if (string.CompareOrdinal(text, i, EndToken, 0, EndToken.Length) == 0) { yield return EndToken; i += EndToken.Length; continue; }
-            if (text[i] == '\'' && Contraction(text, i) is { } c) { yield return c; i += c.Length; continue; }
-            var kind = Kind(text, i, out int width);
+            int literal = MatchLiteral(text, i, StartToken);
+            if (literal == 0) literal = MatchLiteral(text, i, EndToken);
+            if (literal == 0 && text[i] == '\'')
+            {
+                foreach (var c in Contractions)
+                    if ((literal = MatchLiteral(text, i, c)) > 0) break;
+            }
+            if (literal > 0) { yield return text.Substring(i, literal); i += literal; continue; }
+
             int start = i;
+            var kind = Kind(text, i, out int width);
             i += width;
-            if (kind == CharKind.Number) { yield return text[start..i]; continue; }
-            while (i < text.Length && Kind(text, i, out int w) == kind && kind != CharKind.Space) i += w;
-            yield return text[start..i];
+            switch (kind)
+            {
+                case CharKind.Skip:
+                    continue;
+                case CharKind.Number:
+                    yield return text[start..i];
+                    continue;
+                default:
+                    while (i < text.Length && Kind(text, i, out int w) == kind) i += w;
+                    yield return text[start..i];
+                    continue;
+            }
         }
     }
 
     private static readonly string[] Contractions = ["'s", "'t", "'re", "'ve", "'m", "'ll", "'d"];
 
-    private static string? Contraction(string text, int i)
+    private static readonly Dictionary<char, string> CaseVariants =
+        ClipTextTables.LiteralCaseVariants.ToDictionary(p => p.Letter, p => p.Matches);
+
+    // Length of the literal at text[i..] under the regex module's IGNORECASE (e.g. 's' also matches U+017F), or 0.
+    private static int MatchLiteral(string text, int i, string literal)
     {
-        foreach (var c in Contractions)
-            if (string.CompareOrdinal(text, i, c, 0, c.Length) == 0 && i + c.Length <= text.Length) return c;
-        return null;
+        if (i + literal.Length > text.Length) return 0;
+        for (int k = 0; k < literal.Length; k++)
+        {
+            char want = literal[k], got = text[i + k];
+            if (got == want) continue;
+            if (!CaseVariants.TryGetValue(want, out var variants) || !variants.Contains(got)) return 0;
+        }
+        return literal.Length;
     }
 
-    private enum CharKind { Space, Letter, Number, Other }
+    private enum CharKind { Skip, Letter, Number, Other }
 
     private static CharKind Kind(string text, int i, out int width)
     {
-        if (!Rune.TryGetRuneAt(text, i, out var rune)) { width = 1; return CharKind.Other; }
-        width = rune.Utf16SequenceLength;
-        if (rune.IsBmp && ClipTextCleaner.IsPythonSpace((char)rune.Value)) return CharKind.Space;
-        return Rune.GetUnicodeCategory(rune) switch
-        {
-            UnicodeCategory.UppercaseLetter or UnicodeCategory.LowercaseLetter or UnicodeCategory.TitlecaseLetter
-                or UnicodeCategory.ModifierLetter or UnicodeCategory.OtherLetter => CharKind.Letter,
-            UnicodeCategory.DecimalDigitNumber or UnicodeCategory.LetterNumber or UnicodeCategory.OtherNumber => CharKind.Number,
-            _ => CharKind.Other,
-        };
+        int cp = TextCharData.CodePointAt(text, i, out width);
+        var flags = TextCharData.Of(cp);
+        if ((flags & CharFlags.RxLetter) != 0) return CharKind.Letter;
+        if ((flags & CharFlags.RxNumber) != 0) return CharKind.Number;
+        if ((flags & (CharFlags.RxSpace | CharFlags.RxNeither)) != 0) return CharKind.Skip;
+        return CharKind.Other;
     }
 
     private int[] Bpe(string word)
