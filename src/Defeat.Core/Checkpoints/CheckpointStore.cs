@@ -89,7 +89,13 @@ public sealed class CheckpointStore
                 ["sha256"] = Sha256(tensorTemp),
                 ["metadata"] = metadata.DeepClone(),
             };
-            File.WriteAllText(jsonTemp, envelope.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            string json;
+            try { json = envelope.ToJsonString(new JsonSerializerOptions { WriteIndented = true }); }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException($"metadata cannot be written as JSON (a NaN or infinite number?): {e.Message}", nameof(metadata), e);
+            }
+            File.WriteAllText(jsonTemp, json);
 
             // Tensors first, metadata last: between the two renames the old metadata does not match the new
             // tensors, so a reader falls back rather than mixing two writers' files.

@@ -1,6 +1,10 @@
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
+using Defeat.Attacks;
 using Defeat.Checkpoints;
+using Defeat.Data;
+using Defeat.Tests.Training;
+using Defeat.Training;
 using Microsoft.Extensions.Logging;
 
 namespace Defeat.Tests.Checkpoints;
@@ -200,5 +204,23 @@ public class CheckpointHostileTests
         var link = Assert.Throws<CheckpointException>(() => store.Load(2))!;
         Assert.That(link.Message, Does.Contain("symbolic link"));
         using (var loaded = store.LoadLatest()) Assert.That(loaded!.Epoch, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void ATrainerSeedOfTheWrongTypeIsAClearErrorOnResume()
+    {
+        using var data = new LabeledImages(rand([4, 1, 4, 4], generator: new Generator(1)), tensor(new long[] { 0, 1, 0, 1 }), ["a", "b"]);
+        using var model = new LinearClassifier(16, 2, seed: 3);
+        var options = new DefeatTrainerOptions
+        {
+            Epochs = 2, BatchSize = 4, WarmupEpochs = 0, Seed = 5, CheckpointDirectory = _dir,
+            Attack = PgdOptions.DefeatTraining(2.0 / 255) with { Steps = 1 },
+        };
+        new DefeatTrainer(options with { Epochs = 1 }).Train(model, data);
+        var envelope = JsonNode.Parse(File.ReadAllText(JsonFile(1)))!.AsObject();
+        envelope["metadata"]!["trainer"]!["seed"] = "5";
+        File.WriteAllText(JsonFile(1), envelope.ToJsonString());
+        var e = Assert.Throws<CheckpointException>(() => new DefeatTrainer(options).Train(model, data))!;
+        Assert.That(e.Message, Does.Contain("trainer.seed").And.Contain("\"5\"").And.Contain("expected an integer"));
     }
 }
