@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Defeat.Attacks;
 using Defeat.Checkpoints;
 using Defeat.Data;
+using Defeat.Validation;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
@@ -55,6 +56,8 @@ public sealed class DefeatTrainer
         ArgumentNullException.ThrowIfNull(trainSet);
         if (trainSet.Count == 0)
             throw new ArgumentException("trainSet is empty; expected at least one image.", nameof(trainSet));
+        // LabeledImages checked its labels when it was built; they may have been written since.
+        TensorChecks.RequireLabels(trainSet.Labels, trainSet.Count, nameof(trainSet), trainSet.ClassNames.Count);
         if (model is DefeatModel defeat && defeat.PromptLearner.ClassNames.Count != trainSet.ClassNames.Count)
             throw new ArgumentException($"trainSet has {trainSet.ClassNames.Count} classes but the model was built for " +
                 $"{defeat.PromptLearner.ClassNames.Count} ({string.Join(", ", defeat.PromptLearner.ClassNames)}); expected the same class list.", nameof(trainSet));
