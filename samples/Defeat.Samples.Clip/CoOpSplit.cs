@@ -14,9 +14,10 @@ public sealed record CoOpSplit(ImageFileDataset Train, ImageFileDataset Val, Ima
     /// <summary>Reads a split file; checks that the image root exists and that every listed file exists.</summary>
     /// <param name="splitPath">The JSON file.</param>
     /// <param name="imageRoot">The folder the relative paths start from.</param>
+    /// <param name="options">Decoding limits for the three data sets; defaults when null.</param>
     /// <exception cref="DatasetException">The file or root is missing, the JSON is malformed or not in CoOp's layout, labels
-    /// and class names disagree, or a listed image is missing.</exception>
-    public static CoOpSplit Read(string splitPath, string imageRoot)
+    /// and class names disagree, an entry's path is absolute or leads outside the image root, or a listed image is missing.</exception>
+    public static CoOpSplit Read(string splitPath, string imageRoot, ImageFileDatasetOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(splitPath);
         ArgumentNullException.ThrowIfNull(imageRoot);
@@ -52,7 +53,7 @@ public sealed record CoOpSplit(ImageFileDataset Train, ImageFileDataset Val, Ima
                 if (!names.ContainsKey(label))
                     throw new DatasetException(split, $"labels are not 0..{names.Count - 1}: label {label} never occurs (labels seen: {string.Join(", ", names.Keys)}).");
             var classNames = names.Values.ToList();
-            ImageFileDataset Make(string part) => new(classNames, parts[part].Select(e => new ImageFile(e.Path, e.Label)).ToList());
+            ImageFileDataset Make(string part) => new(classNames, parts[part].Select(e => new ImageFile(e.Path, e.Label)).ToList(), options);
             var result = new CoOpSplit(Make("train"), Make("val"), Make("test"));
             if (result.Train.Files.Count == 0) throw new DatasetException(split, "the \"train\" list is empty; expected the training images to draw few-shot sets from.");
             if (result.Test.Files.Count == 0) throw new DatasetException(split, "the \"test\" list is empty; expected the images to evaluate on.");
@@ -79,7 +80,15 @@ public sealed record CoOpSplit(ImageFileDataset Train, ImageFileDataset Val, Ima
             if (names.TryGetValue(label, out var known) && known != className)
                 throw new DatasetException(split, $"{where} names label {label} \"{className}\" but an earlier entry named it \"{known}\"; expected one class name per label.");
             names[label] = className;
-            string path = Path.GetFullPath(Path.Combine(root, item[0].GetString()!));
+            string relative = item[0].GetString()!;
+            // A split file is data from elsewhere: it may name only files under the root (checked on the path's text;
+            // links inside the root are the root owner's choice).
+            if (Path.IsPathRooted(relative))
+                throw new DatasetException(split, $"{where} names \"{relative}\", an absolute path; expected a path relative to the image root {root}.");
+            string path = Path.GetFullPath(Path.Combine(root, relative));
+            string back = Path.GetRelativePath(root, path);
+            if (back == ".." || back.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) || Path.IsPathRooted(back))
+                throw new DatasetException(split, $"{where} names \"{relative}\", which resolves to {path}, outside the image root {root}; expected a path inside it.");
             if (!File.Exists(path))
                 throw new DatasetException(path, $"listed at {where} of {split} but not found under the image root {root}.");
             entries.Add((path, label));

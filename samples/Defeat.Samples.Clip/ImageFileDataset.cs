@@ -1,4 +1,5 @@
 using Defeat.Data;
+using SixLabors.ImageSharp;
 using static TorchSharp.torch;
 
 namespace Defeat.Samples.Clip;
@@ -11,7 +12,8 @@ public sealed record ImageFile(string Path, long Label);
 /// <summary>
 /// A labelled list of image files, read from an image folder (one sub-folder per class) or from a CoOp split file.
 /// Listing touches no pixels; <see cref="Load"/> decodes only the files asked for, through the caller's decoder
-/// (for CLIP, <c>ClipPreprocessor.LoadImage</c>).
+/// (for CLIP, <c>ClipPreprocessor.LoadImage</c>), after reading each file's header to refuse images over
+/// <see cref="ImageFileDatasetOptions.MaxPixels"/>.
 /// </summary>
 public sealed class ImageFileDataset
 {
@@ -22,11 +24,13 @@ public sealed class ImageFileDataset
     /// <summary>Creates a data set from its parts.</summary>
     /// <param name="classNames">Class names in label order.</param>
     /// <param name="files">The files; every label must index <paramref name="classNames"/>.</param>
+    /// <param name="options">Listing and decoding limits; defaults when null.</param>
     /// <exception cref="ArgumentException">A label is out of range.</exception>
-    public ImageFileDataset(IReadOnlyList<string> classNames, IReadOnlyList<ImageFile> files)
+    public ImageFileDataset(IReadOnlyList<string> classNames, IReadOnlyList<ImageFile> files, ImageFileDatasetOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(classNames);
         ArgumentNullException.ThrowIfNull(files);
+        Options = options ?? new ImageFileDatasetOptions();
         foreach (var f in files)
             if (f.Label < 0 || f.Label >= classNames.Count)
                 throw new ArgumentException($"{f.Path} has label {f.Label}; expected a label in [0, {classNames.Count - 1}].", nameof(files));
@@ -36,6 +40,9 @@ public sealed class ImageFileDataset
 
     /// <summary>Class names in label order.</summary>
     public IReadOnlyList<string> ClassNames { get; }
+
+    /// <summary>The listing and decoding limits in force.</summary>
+    public ImageFileDatasetOptions Options { get; }
 
     /// <summary>The image files with their labels.</summary>
     public IReadOnlyList<ImageFile> Files { get; }
@@ -47,11 +54,17 @@ public sealed class ImageFileDataset
     /// Lists an image folder: one sub-folder per class (sorted by ordinal name, the label order), each holding image
     /// files (searched recursively, by extension). A class is named after its folder with '_' read as a space.
     /// </summary>
+    /// <remarks>Symbolic links to folders are not followed unless <see cref="ImageFileDatasetOptions.FollowDirectoryLinks"/>
+    /// is set; then every folder is visited once by its real path (links resolved), so loops end. A file reached twice
+    /// (through links) is listed once, at its first path in ordinal order.</remarks>
     /// <param name="root">The folder.</param>
-    /// <exception cref="DatasetException">The folder is missing, has no class folders, or a class folder holds no images.</exception>
-    public static ImageFileDataset FromFolder(string root)
+    /// <param name="options">Listing and decoding limits; defaults when null.</param>
+    /// <exception cref="DatasetException">The folder is missing, has no class folders, a class folder holds no images, a
+    /// class folder is a link while links are not followed, or a link cannot be resolved (a loop of links).</exception>
+    public static ImageFileDataset FromFolder(string root, ImageFileDatasetOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(root);
+        options ??= new ImageFileDatasetOptions();
         string full = System.IO.Path.GetFullPath(root);
         if (!Directory.Exists(full))
             throw new DatasetException(full, "image folder not found; expected a folder with one sub-folder of images per class.");
@@ -60,17 +73,19 @@ public sealed class ImageFileDataset
             throw new DatasetException(full, "the image folder has no sub-folders; expected one sub-folder of images per class (e.g. cat/, dog/).");
         var names = new List<string>();
         var files = new List<ImageFile>();
+        var listing = new FolderListing(options.FollowDirectoryLinks);
         foreach (var dir in classDirs)
         {
-            var images = Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
-                .Where(f => ImageExtensions.Contains(System.IO.Path.GetExtension(f)))
-                .Order(StringComparer.Ordinal).ToList();
+            if (!options.FollowDirectoryLinks && new DirectoryInfo(dir).LinkTarget is { } target)
+                throw new DatasetException(dir, $"class folder is a symbolic link (to {target}); links are not followed by default. " +
+                    "Set ImageFileDatasetOptions.FollowDirectoryLinks to follow them, or replace the link by a folder.");
+            var images = listing.Images(dir).Order(StringComparer.Ordinal).ToList();
             if (images.Count == 0)
                 throw new DatasetException(dir, $"class folder has no images; expected at least one file ending in {string.Join(", ", ImageExtensions.Order(StringComparer.Ordinal))}.");
             files.AddRange(images.Select(f => new ImageFile(f, names.Count)));
             names.Add(System.IO.Path.GetFileName(dir).Replace('_', ' '));
         }
-        return new ImageFileDataset(names, files);
+        return new ImageFileDataset(names, files, options);
     }
 
     /// <summary>Decodes the files at <paramref name="indices"/> into a labelled batch.</summary>
@@ -102,14 +117,23 @@ public sealed class ImageFileDataset
         return result;
     }
 
-    private static Tensor Decode(string path, Func<string, Tensor> decoder)
+    // The header first: a file of a few bytes can declare a 30000 x 30000 image, which no decoder should allocate.
+    // Then anything at all the decoder throws (ImageSharp's format errors, overflows on crafted files, I/O) is this
+    // data set's error, naming the file.
+    private Tensor Decode(string path, Func<string, Tensor> decoder)
     {
         if (!File.Exists(path)) throw new DatasetException(path, "image file not found.");
         try
         {
+            var info = Image.Identify(path)
+                       ?? throw new DatasetException(path, "cannot be read as an image: no decoder recognises its header; expected an image file (PNG, JPEG, BMP, GIF, WebP, TIFF).");
+            long pixels = (long)info.Width * info.Height;
+            if (pixels > Options.MaxPixels)
+                throw new DatasetException(path, $"declares a {info.Width} x {info.Height} image ({pixels} pixels); expected at most " +
+                    $"{Options.MaxPixels} pixels (ImageFileDatasetOptions.MaxPixels). It was not decoded.");
             return decoder(path);
         }
-        catch (Exception e) when (e is ArgumentException or IOException or UnauthorizedAccessException or NotSupportedException)
+        catch (Exception e) when (e is not (DatasetException or OperationCanceledException))
         {
             throw new DatasetException(path, $"cannot be read as an image; expected an image file (PNG, JPEG, BMP, GIF, WebP, TIFF). {e.Message}", e);
         }

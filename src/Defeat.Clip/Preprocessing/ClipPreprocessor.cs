@@ -17,11 +17,27 @@ namespace Defeat.Clip.Preprocessing;
 /// </remarks>
 public sealed class ClipPreprocessor
 {
+    /// <summary>The default <see cref="MaxPixels"/>: 50 megapixels.</summary>
+    public const long DefaultMaxPixels = 50_000_000;
+
+    private readonly long _maxPixels = DefaultMaxPixels;
+
     /// <summary>Side of the square output in pixels.</summary>
     public int ImageSize { get; }
 
     /// <summary>Output channels: 3 (RGB) or 1 (grey, ITU-R 601 luma as PIL's <c>convert("L")</c>).</summary>
     public int Channels { get; }
+
+    /// <summary>
+    /// The most pixels (width x height, read from the file's header) <see cref="LoadImage"/> decodes; a larger image is
+    /// refused before any pixel buffer is allocated. Default <see cref="DefaultMaxPixels"/>.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">Not in [1, <see cref="int.MaxValue"/> / 3].</exception>
+    public long MaxPixels
+    {
+        get => _maxPixels;
+        init => _maxPixels = CheckBudget(value);
+    }
 
     /// <summary>Creates a preprocessor.</summary>
     /// <param name="imageSize">Side of the square output.</param>
@@ -76,7 +92,7 @@ public sealed class ClipPreprocessor
     public Tensor LoadImage(string path)
     {
         using var scope = torch.NewDisposeScope();
-        return Preprocess(DecodeImage(path, Channels)).MoveToOuterDisposeScope();
+        return Preprocess(DecodeImage(path, Channels, MaxPixels)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Decodes and preprocesses several image files into one batch <c>[B, Channels, ImageSize, ImageSize]</c>.</summary>
@@ -100,25 +116,29 @@ public sealed class ClipPreprocessor
     /// Decodes an image file into float pixels <c>[channels, H, W]</c> in [0, 1] at its own size. Grey output uses
     /// ITU-R 601 luma <c>(299 R + 587 G + 114 B) / 1000</c>, as PIL's <c>convert("L")</c>.
     /// </summary>
+    /// <remarks>The header is read first (<c>Image.Identify</c>): an image over <paramref name="maxPixels"/> is refused
+    /// without decoding, since a file of a few bytes can declare a 30000 x 30000 image.</remarks>
     /// <param name="path">The image file.</param>
     /// <param name="channels">1 or 3.</param>
-    /// <exception cref="ArgumentException">The file is not an image ImageSharp can decode.</exception>
-    public static Tensor DecodeImage(string path, int channels = 3)
+    /// <param name="maxPixels">The most pixels (width x height) to decode.</param>
+    /// <exception cref="ArgumentException">The file is not an image ImageSharp can decode (whatever the decoder threw is the
+    /// inner exception), or it is larger than <paramref name="maxPixels"/>.</exception>
+    /// <exception cref="IOException">The file cannot be opened.</exception>
+    public static Tensor DecodeImage(string path, int channels = 3, long maxPixels = DefaultMaxPixels)
     {
+        ArgumentException.ThrowIfNullOrEmpty(path);
         if (channels is not (1 or 3)) throw new ArgumentOutOfRangeException(nameof(channels), channels, "channels must be 1 (grey) or 3 (RGB).");
-        Image<Rgb24> image;
-        try
-        {
-            image = Image.Load<Rgb24>(path);
-        }
-        catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException or NotSupportedException)
-        {
-            throw new ArgumentException($"'{path}' is not an image that can be decoded: {e.Message}", nameof(path), e);
-        }
+        CheckBudget(maxPixels);
+        var info = Decoding(path, () => Image.Identify(path) ?? throw new UnknownImageFormatException("no decoder recognises the file's header"));
+        long pixels = (long)info.Width * info.Height;
+        if (info.Width <= 0 || info.Height <= 0 || pixels > maxPixels)
+            throw new ArgumentException($"'{path}' declares a {info.Width} x {info.Height} image ({pixels} pixels); expected at most " +
+                $"{maxPixels} pixels (ClipPreprocessor.MaxPixels). It was not decoded.", nameof(path));
+        var image = Decoding(path, () => Image.Load<Rgb24>(path));
         using (image)
         {
             int h = image.Height, w = image.Width;
-            var data = new byte[h * w * 3];
+            var data = new byte[checked(h * w * 3)];
             image.CopyPixelDataTo(data);
             using var scope = torch.NewDisposeScope();
             var rgb = torch.tensor(data, [h, w, 3], dtype: ScalarType.Byte).permute(2, 0, 1).to(ScalarType.Float32);
@@ -127,6 +147,27 @@ public sealed class ClipPreprocessor
                 : ((rgb[0] * 299 + rgb[1] * 587 + rgb[2] * 114) / 1000.0).unsqueeze(0) / 255.0;
             return result.contiguous().MoveToOuterDisposeScope();
         }
+    }
+
+    // File-system errors stay what they are; anything a decoder throws on the file's content (format errors, but also
+    // overflows and index errors on crafted files) means "not an image that can be decoded".
+    private static T Decoding<T>(string path, Func<T> decode)
+    {
+        try
+        {
+            return decode();
+        }
+        catch (Exception e) when (e is not (IOException or UnauthorizedAccessException or OperationCanceledException))
+        {
+            throw new ArgumentException($"'{path}' is not an image that can be decoded: {e.Message}", nameof(path), e);
+        }
+    }
+
+    private static long CheckBudget(long maxPixels)
+    {
+        if (maxPixels < 1 || maxPixels > int.MaxValue / 3)
+            throw new ArgumentOutOfRangeException(nameof(maxPixels), maxPixels, $"Expected a pixel budget in [1, {int.MaxValue / 3}] (one RGB buffer).");
+        return maxPixels;
     }
 
     /// <summary>Output size of resizing the short side to <paramref name="size"/> (torchvision's <c>Resize(int)</c> rule).</summary>

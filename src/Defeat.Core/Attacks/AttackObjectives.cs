@@ -13,15 +13,16 @@ public static class AttackObjectives
     /// <param name="labels">int64 <c>[B]</c>: true classes, or target classes when <paramref name="targeted"/>.</param>
     /// <param name="loss">Which objective.</param>
     /// <param name="targeted">Whether <paramref name="labels"/> are targets.</param>
+    /// <exception cref="ArgumentException">The shapes do not match, or a label is outside <c>[0, classes)</c> (one reduction).</exception>
     public static Tensor PerSample(Tensor logits, Tensor labels, AttackLoss loss, bool targeted)
     {
-        ArgumentNullException.ThrowIfNull(logits);
-        ArgumentNullException.ThrowIfNull(labels);
-        if (logits.dim() != 2)
-            throw new ArgumentException($"logits must be [B, classes], got [{string.Join(", ", logits.shape)}].", nameof(logits));
-        if (labels.dim() != 1 || labels.shape[0] != logits.shape[0])
-            throw new ArgumentException($"labels must be [{logits.shape[0]}] to match logits [{string.Join(", ", logits.shape)}], got [{string.Join(", ", labels.shape)}].", nameof(labels));
+        CheckLabels(logits, labels);
+        return Compute(logits, labels, loss, targeted);
+    }
 
+    // Shapes and the label range are checked once per public call: an attack calls this at every step.
+    internal static Tensor Compute(Tensor logits, Tensor labels, AttackLoss loss, bool targeted)
+    {
         var classes = logits.shape[1];
         // The margin compares with the best other class (DLR checks its own minimum below); with a single class there is none (max over nothing is -inf and its gradient NaN).
         if (loss == AttackLoss.Margin && classes < 2)
@@ -62,10 +63,29 @@ public static class AttackObjectives
     /// <param name="logits">Classifier output <c>[B, classes]</c>.</param>
     /// <param name="labels">int64 <c>[B]</c> true or target classes.</param>
     /// <param name="targeted">Whether <paramref name="labels"/> are targets.</param>
+    /// <exception cref="ArgumentException">The shapes do not match, or a label is outside <c>[0, classes)</c>.</exception>
     public static Tensor Success(Tensor logits, Tensor labels, bool targeted)
+    {
+        CheckLabels(logits, labels);
+        return Succeeded(logits, labels, targeted);
+    }
+
+    internal static Tensor Succeeded(Tensor logits, Tensor labels, bool targeted)
     {
         var predicted = logits.argmax(1);
         return targeted ? predicted.eq(labels) : predicted.ne(labels);
+    }
+
+    // A label out of range is a native error inside cross_entropy or gather; name it here instead.
+    private static void CheckLabels(Tensor logits, Tensor labels)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(labels);
+        if (logits.dim() != 2)
+            throw new ArgumentException($"logits must be [B, classes], got [{string.Join(", ", logits.shape)}].", nameof(logits));
+        if (labels.dim() != 1 || labels.shape[0] != logits.shape[0])
+            throw new ArgumentException($"labels must be [{logits.shape[0]}] to match logits [{string.Join(", ", logits.shape)}], got [{string.Join(", ", labels.shape)}].", nameof(labels));
+        Validation.TensorChecks.RequireLabels(labels, logits.shape[0], nameof(labels), logits.shape[1]);
     }
 
     // z_label - max over the other classes.

@@ -64,6 +64,8 @@ public sealed class PgdAttack : IAdversarialAttack
         using var generator = new Generator(Options.Seed, images.device);
 
         Tensor? best = null, bestSuccess = null, bestObjective = null;
+        // The class count is known only from the model's first logits: the label range is checked there, once.
+        var labelsChecked = false;
         for (var restart = 0; restart < Options.Restarts; restart++)
         {
             var adv = Start(x0, generator);
@@ -71,7 +73,7 @@ public sealed class PgdAttack : IAdversarialAttack
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
-                var gradient = InputGradient(model, adv, labels);
+                var gradient = InputGradient(model, adv, labels, ref labelsChecked);
                 using (no_grad())
                 {
                     adv.copy_(Project(adv + Options.StepSize * Direction(gradient), x0));
@@ -81,9 +83,9 @@ public sealed class PgdAttack : IAdversarialAttack
 
             using (no_grad())
             {
-                var logits = CheckLogits(model(adv), images.shape[0]);
-                var objective = AttackObjectives.PerSample(logits, labels, Options.Loss, Options.Targeted).detach();
-                var success = AttackObjectives.Success(logits, labels, Options.Targeted);
+                var logits = CheckLogits(model(adv), labels, ref labelsChecked);
+                var objective = AttackObjectives.Compute(logits, labels, Options.Loss, Options.Targeted).detach();
+                var success = AttackObjectives.Succeeded(logits, labels, Options.Targeted);
                 if (best is null)
                 {
                     (best, bestSuccess, bestObjective) = (adv, success, objective);
@@ -132,14 +134,21 @@ public sealed class PgdAttack : IAdversarialAttack
         return Project(x0 + direction / norms * radius, x0);
     }
 
-    private Tensor InputGradient(Func<Tensor, Tensor> model, Tensor adv, Tensor labels)
+    private Tensor InputGradient(Func<Tensor, Tensor> model, Tensor adv, Tensor labels, ref bool labelsChecked)
     {
         using var _ = enable_grad();
         var input = adv.detach().requires_grad_(true);
-        var logits = CheckLogits(model(input), adv.shape[0]);
+        var logits = CheckLogits(model(input), labels, ref labelsChecked);
+        // libtorch's autograd.grad aborts the process (not a catchable error) on an output without a graph, and on an
+        // input the graph does not reach unless allow_unused is set: both are checked here instead.
+        TensorChecks.RequireDifferentiable(logits, "model", "the images");
         // The batch sum keeps each sample's gradient independent of the batch size.
-        var objective = AttackObjectives.PerSample(logits, labels, Options.Loss, Options.Targeted).sum();
-        return torch.autograd.grad(new[] { objective }, new[] { input })[0].detach();
+        var objective = AttackObjectives.Compute(logits, labels, Options.Loss, Options.Targeted).sum();
+        var gradient = torch.autograd.grad(new[] { objective }, new[] { input }, allow_unused: true)[0];
+        if (gradient.IsInvalid)
+            throw new ArgumentException($"model's logits {TensorChecks.Shape(logits)} require grad but do not depend on the images " +
+                "(no gradient reaches them); expected a differentiable function of the images.", "model");
+        return gradient.detach();
     }
 
     private Tensor Direction(Tensor gradient)
@@ -229,10 +238,16 @@ public sealed class PgdAttack : IAdversarialAttack
         return shape;
     }
 
-    private static Tensor CheckLogits(Tensor logits, long batch)
+    private static Tensor CheckLogits(Tensor logits, Tensor labels, ref bool labelsChecked)
     {
+        long batch = labels.shape[0];
         if (logits.dim() != 2 || logits.shape[0] != batch)
             throw new ArgumentException($"The model must return logits [B={batch}, classes], got [{string.Join(", ", logits.shape)}].", "model");
+        if (!labelsChecked)
+        {
+            TensorChecks.RequireLabels(labels, batch, nameof(labels), logits.shape[1]);
+            labelsChecked = true;
+        }
         return logits;
     }
 

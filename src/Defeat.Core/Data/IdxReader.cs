@@ -17,7 +17,8 @@ public static class IdxReader
     /// <summary>Reads a file and returns its dimensions and raw bytes.</summary>
     /// <param name="path">An IDX file; a name ending in <c>.gz</c> is decompressed.</param>
     /// <param name="expectedRank">The number of dimensions the caller needs (3 for images, 1 for labels).</param>
-    /// <exception cref="IdxFormatException">Missing, truncated, of another type or rank, or with bytes past the end.</exception>
+    /// <exception cref="IdxFormatException">Missing, truncated, of another type or rank, with bytes past the end, or with
+    /// dimensions whose product overflows or exceeds what the file holds (checked before anything is allocated from it).</exception>
     public static (int[] Shape, byte[] Data) Read(string path, int expectedRank)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
@@ -50,23 +51,74 @@ public static class IdxReader
 
         var shape = new int[expectedRank];
         Span<byte> dim = stackalloc byte[4];
-        long count = 1;
         for (int i = 0; i < expectedRank; i++)
         {
             ReadExactly(stream, dim, path, $"dimension {i}");
             shape[i] = BinaryPrimitives.ReadInt32BigEndian(dim);
             if (shape[i] < 0)
                 throw new IdxFormatException(path, $"dimension {i} is {shape[i]}; expected a non-negative size.");
-            count *= shape[i];
         }
-        if (count > Array.MaxLength)
-            throw new IdxFormatException(path, $"holds {count} values, more than one array can hold.");
+        string shapeText = $"[{string.Join(", ", shape)}]";
+        long count = ValueCount(shape, path, shapeText);
+        string what = $"{count} values for shape {shapeText}";
 
-        var data = new byte[count];
-        ReadExactly(stream, data, path, $"{count} values for shape [{string.Join(", ", shape)}]");
+        // The header is not trusted with an allocation: a plain file's size is known, so the count is checked
+        // against it first; a compressed stream's is not, so its buffer grows only with the bytes actually read.
+        byte[] data;
+        if (stream.CanSeek)
+        {
+            long available = stream.Length - stream.Position;
+            if (available < count)
+                throw new IdxFormatException(path, $"truncated: expected {what} ({count} bytes), got {available}.");
+            if (available > count)
+                throw new IdxFormatException(path, $"has bytes past the {count} values its header announces ({available} bytes follow the header).");
+            data = new byte[count];
+            ReadExactly(stream, data, path, what);
+        }
+        else
+        {
+            data = ReadAtMost(stream, count);
+            if (data.LongLength < count)
+                throw new IdxFormatException(path, $"truncated: expected {what} ({count} bytes), got {data.LongLength}.");
+        }
         if (stream.ReadByte() != -1)
             throw new IdxFormatException(path, $"has bytes past the {count} values its header announces.");
         return (shape, data);
+    }
+
+    // The exact product of the dimensions: 0 if any is 0, otherwise checked for 64-bit overflow and against the
+    // largest array (a wrapped product could otherwise match a short or empty file).
+    private static long ValueCount(int[] shape, string path, string shapeText)
+    {
+        if (shape.Contains(0)) return 0;
+        long count = 1;
+        foreach (var d in shape)
+        {
+            try { count = checked(count * d); }
+            catch (OverflowException)
+            {
+                throw new IdxFormatException(path, $"dimensions {shapeText} multiply to more than {long.MaxValue} values (64-bit overflow); expected a shape the file can hold.");
+            }
+        }
+        if (count > Array.MaxLength)
+            throw new IdxFormatException(path, $"shape {shapeText} holds {count} values, more than one array can hold ({Array.MaxLength}).");
+        return count;
+    }
+
+    private static byte[] ReadAtMost(Stream stream, long count)
+    {
+        var buffer = new byte[(int)Math.Min(count, 1 << 20)];
+        int filled = 0;
+        while (filled < count)
+        {
+            if (filled == buffer.Length)
+                Array.Resize(ref buffer, (int)Math.Min(count, 2L * buffer.Length));
+            int n = stream.Read(buffer, filled, buffer.Length - filled);
+            if (n == 0) break;
+            filled += n;
+        }
+        if (filled < buffer.Length) Array.Resize(ref buffer, filled);
+        return buffer;
     }
 
     private static void ReadExactly(Stream stream, Span<byte> buffer, string path, string what)

@@ -46,6 +46,8 @@ public sealed class RobustnessEvaluator
             throw new ArgumentException("testSet is empty; expected at least one image.", nameof(testSet));
         // LabeledImages guarantees finite pixels in [0, 1] at construction; its tensors may have been written since.
         TensorChecks.RequirePixelRange(testSet.Images, nameof(testSet));
+        // Labels too may have been written since; out of range they would be a native error in the attacks' losses.
+        TensorChecks.RequireLabels(testSet.Labels, testSet.Count, nameof(testSet), testSet.ClassNames.Count);
         var plan = Plan(subject);
 
         long total = testSet.Count;
@@ -106,7 +108,16 @@ public sealed class RobustnessEvaluator
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     var name = plan[a].Name;
-                    var adversarial = attacks[a][e].Perturb(subject.AttackTargets[plan[a].Target], x, y, cancellationToken);
+                    Tensor adversarial;
+                    try
+                    {
+                        adversarial = attacks[a][e].Perturb(subject.AttackTargets[plan[a].Target], x, y, cancellationToken);
+                    }
+                    catch (ArgumentException ex) when (ex.ParamName == "model")
+                    {
+                        // The attack's "model" is the subject's target: name the argument the caller passed.
+                        throw new ArgumentException($"The subject's attack target \"{plan[a].Target}\" cannot be attacked by \"{name}\": {ex.Message}", nameof(subject), ex);
+                    }
                     using (no_grad())
                     {
                         var right = subject.Predict(adversarial).argmax(-1).eq(y);

@@ -1,4 +1,5 @@
 using Defeat.Quantization;
+using Defeat.Validation;
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -79,6 +80,10 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
         if (gridFeatures.dim() != 3 || gridFeatures.shape[1] != GridPositions || gridFeatures.shape[2] != FeatureDim)
             throw new ArgumentException($"gridFeatures must be [B, N={GridPositions}, D={FeatureDim}] " +
                 $"({Options.GridHeight} x {Options.GridWidth} grid), got [{string.Join(", ", gridFeatures.shape)}].", nameof(gridFeatures));
+        // The first convolution would otherwise raise a native error on another dtype or device.
+        var weight = parameters().First();
+        TensorChecks.RequireDtype(gridFeatures, weight.dtype, nameof(gridFeatures), "the shield's weights");
+        TensorChecks.RequireDevice(gridFeatures, weight.device, nameof(gridFeatures), "the shield");
 
         using var scope = NewDisposeScope();
         var batch = gridFeatures.shape[0];

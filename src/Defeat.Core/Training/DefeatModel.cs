@@ -259,8 +259,7 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
         CheckImages(images);
         if (branch == Branch.Robust && shield is null)
             throw new InvalidOperationException("The robust branch needs the shield (DefeatModelOptions.UseShield is false).");
-        if (textFeatures is not null && (textFeatures.dim() != 2 || textFeatures.shape[0] != prompt_learner.ClassNames.Count))
-            throw new ArgumentException($"textFeatures must be [classes={prompt_learner.ClassNames.Count}, D], got [{string.Join(", ", textFeatures.shape)}].", nameof(textFeatures));
+        if (textFeatures is not null) CheckTextFeatures(textFeatures);
         using var scope = NewDisposeScope();
         var pass = Run(images, branch, textFeatures);
         var logits = branch switch
@@ -278,14 +277,28 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
     /// <param name="textFeatures">Text features to reuse on every call (see <see cref="Logits"/>); null recomputes them per call.
     /// Pass <c>TextFeatures()</c> computed under <c>no_grad</c> when attacking: the prompts do not change during an attack,
     /// and re-encoding every class prompt at every step is the text encoder's whole cost again.</param>
-    public Module<Tensor, Tensor> AsClassifier(Branch branch = Branch.Fused, Tensor? textFeatures = null) => new DefeatClassifier(this, branch, textFeatures);
+    /// <exception cref="ArgumentException"><paramref name="textFeatures"/> is not <c>[classes, D]</c> on the model's device.</exception>
+    public Module<Tensor, Tensor> AsClassifier(Branch branch = Branch.Fused, Tensor? textFeatures = null)
+    {
+        if (textFeatures is not null) CheckTextFeatures(textFeatures);
+        return new DefeatClassifier(this, branch, textFeatures);
+    }
 
     private Pass Run(Tensor images, Branch branch, Tensor? textFeatures = null)
     {
         using var features = Backbone.EncodeImage(images);
         var text = textFeatures ?? TextFeatures();
-        var scale = Backbone.LogitScale.to(text.dtype, text.device);
         var classFeature = features.ClassFeature.alias();
+        // A width or dtype mismatch in the matrix products below aborts the process inside libtorch.
+        if (text.dim() != 2 || classFeature.dim() != 2 || text.shape[1] != classFeature.shape[1] || text.dtype != classFeature.dtype)
+        {
+            string detail = $"the image features are {classFeature.dtype} {TensorChecks.Shape(classFeature)}, the text features {text.dtype} {TensorChecks.Shape(text)}";
+            if (textFeatures is not null)
+                throw new ArgumentException($"textFeatures must be {classFeature.dtype} [classes={prompt_learner.ClassNames.Count}, D={classFeature.shape[^1]}] " +
+                    $"like the backbone's image features; {detail}.", nameof(textFeatures));
+            throw new InvalidOperationException($"The backbone's image and text features do not match: {detail}; expected one width and dtype.");
+        }
+        var scale = Backbone.LogitScale.to(text.dtype, text.device);
         var clean = scale * functional.normalize(classFeature, dim: -1).matmul(text.t());
         if (shield is null || branch == Branch.Clean)
             return new Pass(clean, clean, null, null, classFeature, text);
@@ -294,6 +307,17 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
         var robust = scale * functional.normalize(shielded.Projected, dim: -1).matmul(text.t());
         var fused = branch == Branch.Robust ? robust : fusion!.Fuse(clean, robust);
         return new Pass(fused, clean, robust, shielded, classFeature, text);
+    }
+
+    // Rows, width and device here; the dtype against the image features in Run, where they are known.
+    private void CheckTextFeatures(Tensor textFeatures)
+    {
+        int classes = prompt_learner.ClassNames.Count, width = Backbone.FeatureDim;
+        if (textFeatures.dim() != 2 || textFeatures.shape[0] != classes || textFeatures.shape[1] != width || !textFeatures.is_floating_point())
+            throw new ArgumentException($"textFeatures must be floating-point [classes={classes}, D={width}] (TextFeatures()), " +
+                $"got {textFeatures.dtype} {TensorChecks.Shape(textFeatures)}.", nameof(textFeatures));
+        var own = parameters().FirstOrDefault();
+        if (own is not null) TensorChecks.RequireDevice(textFeatures, own.device, nameof(textFeatures), "the model");
     }
 
     // Shape, dtype and device only: the model runs at every attack step, so pixel values are the

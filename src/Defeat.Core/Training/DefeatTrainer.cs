@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Defeat.Attacks;
 using Defeat.Checkpoints;
 using Defeat.Data;
+using Defeat.Validation;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
@@ -46,6 +47,8 @@ public sealed class DefeatTrainer
     /// <param name="progress">Receives a report after every step.</param>
     /// <param name="cancellationToken">Stops between steps; the last completed epoch's checkpoint stays usable.</param>
     /// <returns>One summary per epoch trained in this call.</returns>
+    /// <exception cref="TrainingDivergedException">A step's loss or a gradient is NaN or infinite ("training diverged at
+    /// epoch E, step S"); that step is not applied, and the epoch in progress is not checkpointed.</exception>
     public IReadOnlyList<EpochSummary> Train(ITrainableClassifier model, LabeledImages trainSet, JsonObject? metadata = null,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -53,6 +56,8 @@ public sealed class DefeatTrainer
         ArgumentNullException.ThrowIfNull(trainSet);
         if (trainSet.Count == 0)
             throw new ArgumentException("trainSet is empty; expected at least one image.", nameof(trainSet));
+        // LabeledImages checked its labels when it was built; they may have been written since.
+        TensorChecks.RequireLabels(trainSet.Labels, trainSet.Count, nameof(trainSet), trainSet.ClassNames.Count);
         if (model is DefeatModel defeat && defeat.PromptLearner.ClassNames.Count != trainSet.ClassNames.Count)
             throw new ArgumentException($"trainSet has {trainSet.ClassNames.Count} classes but the model was built for " +
                 $"{defeat.PromptLearner.ClassNames.Count} ({string.Join(", ", defeat.PromptLearner.ClassNames)}); expected the same class list.", nameof(trainSet));
@@ -98,11 +103,16 @@ public sealed class DefeatTrainer
                     model.SetTraining(true);
 
                     var loss = model.Loss(adversarial, y, x);
+                    double value = loss.Total.item<float>();
+                    if (!double.IsFinite(value))
+                        throw Diverged(store, epoch, step, stepsPerEpoch, value, $"the loss is {value}");
                     optimizer.zero_grad();
                     loss.Total.backward();
+                    // A finite loss can still have a NaN gradient (sqrt at 0, a log of 0 times 0): never apply one.
+                    if (!GradientsAreFinite(parameters))
+                        throw Diverged(store, epoch, step, stepsPerEpoch, value, $"the loss is {value} but a gradient is NaN or infinite");
                     optimizer.step();
 
-                    double value = loss.Total.item<float>();
                     lossSum += value;
                     foreach (var (name, part) in loss.Parts)
                         sums[name] = sums.GetValueOrDefault(name) + part.item<float>();
@@ -124,13 +134,36 @@ public sealed class DefeatTrainer
         return summaries;
     }
 
+    private static bool GradientsAreFinite(IReadOnlyList<TorchSharp.Modules.Parameter> parameters)
+    {
+        using var scope = NewDisposeScope();
+        var flags = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!.isfinite().all()).ToArray();
+        return flags.Length == 0 || stack(flags).all().item<bool>();
+    }
+
+    private TrainingDivergedException Diverged(CheckpointStore? store, int epoch, int step, int stepsPerEpoch, double loss, string reason)
+    {
+        string kept = store is null
+            ? "no checkpoint folder is set"
+            : epoch == 0 ? $"no epoch completed, so {store.Directory} holds no checkpoint of this run"
+            : $"the last good checkpoint, epoch-{epoch:D4} in {store.Directory}, is kept";
+        var e = new TrainingDivergedException(epoch + 1, step + 1, epoch * stepsPerEpoch + step + 1, loss,
+            $"training diverged at epoch {epoch + 1}, step {step + 1} (step {epoch * stepsPerEpoch + step + 1} of the run): {reason}; " +
+            $"the step was not applied and {kept}. Lower the learning rate or check the data and the loss.");
+        _logger.LogError("{Message}", e.Message);
+        return e;
+    }
+
     private int Restore(CheckpointStore store, ITrainableClassifier model, TorchSharp.Modules.OptimizerHelper optimizer)
     {
         var skipped = new List<string>();
         using var checkpoint = store.LoadLatest(skipped);
         foreach (var reason in skipped) _logger.LogWarning("Skipping a broken checkpoint: {Reason}", reason);
         if (checkpoint is null) return 0;
-        int seed = checkpoint.Metadata["trainer"]?["seed"]?.GetValue<int>() ?? Options.Seed;
+        int seed = Options.Seed;
+        var recorded = checkpoint.Metadata["trainer"] is JsonObject trainer ? trainer["seed"] : null;
+        if (recorded is not null && !(recorded is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number && v.TryGetValue(out seed)))
+            throw new CheckpointException($"{checkpoint.TensorsPath}: its metadata's trainer.seed is {recorded.ToJsonString()}; expected an integer.");
         if (seed != Options.Seed)
             throw new CheckpointException($"{checkpoint.TensorsPath}: written with seed {seed}; this trainer has seed {Options.Seed}. Resume with the same seed or use another folder.");
         if (checkpoint.Epoch > Options.Epochs)

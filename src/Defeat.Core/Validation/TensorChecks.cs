@@ -98,4 +98,35 @@ public static class TensorChecks
         if (!same)
             throw new ArgumentException($"{name} must be on {device} ({owner}'s device), got a tensor on {d}. Move it with .to({device}).", name);
     }
+
+    /// <summary>
+    /// Requires <paramref name="tensor"/> to have <paramref name="dtype"/> (the weights it meets). A mismatch would otherwise
+    /// be a native error inside the first layer, or abort the process inside a matrix product.
+    /// </summary>
+    /// <param name="tensor">The tensor to check.</param>
+    /// <param name="dtype">The dtype it must have.</param>
+    /// <param name="name">The argument name reported.</param>
+    /// <param name="owner">Whose dtype it is, for the message (e.g. "the shield's weights").</param>
+    public static void RequireDtype(Tensor tensor, ScalarType dtype, string name, string owner)
+    {
+        ArgumentNullException.ThrowIfNull(tensor, name);
+        if (tensor.dtype != dtype)
+            throw new ArgumentException($"{name} must be {dtype} like {owner}, got {tensor.dtype} {Shape(tensor)}. Convert it with .to({dtype}).", name);
+    }
+
+    /// <summary>
+    /// Requires that <paramref name="output"/>, computed by the caller's <paramref name="name"/> from inputs that require
+    /// grad, requires grad itself. libtorch's <c>autograd.grad</c> on an output that does not aborts the process (the error
+    /// escapes TorchSharp); call this before it.
+    /// </summary>
+    /// <param name="output">What the function returned.</param>
+    /// <param name="name">The argument name reported (the function, e.g. "model").</param>
+    /// <param name="input">What the gradient is taken with respect to, for the message (e.g. "the images").</param>
+    public static void RequireDifferentiable(Tensor output, string name, string input)
+    {
+        ArgumentNullException.ThrowIfNull(output, name);
+        if (!output.requires_grad)
+            throw new ArgumentException($"{name}'s output {Shape(output)} does not require grad: it is a constant, a detached tensor, " +
+                $"or was computed under no_grad; expected a differentiable function of {input}.", name);
+    }
 }

@@ -130,12 +130,15 @@ public class CheckpointDamageTests
         var first = State(1);
         store.Save(1, first, []);
         // A stray temporary file from a writer killed earlier (same process id) must not block the next write.
-        File.WriteAllText(TensorFile(2) + ".tmp-" + Environment.ProcessId, "half a file");
+        // Temporary names are unique per writer, so the store leaves it alone (it may be a live writer's).
+        string stray = TensorFile(2) + ".tmp-" + Environment.ProcessId;
+        File.WriteAllText(stray, "half a file");
         // A tensor the writer cannot serialise makes the write fail after it started: as if it were killed.
         var broken = new Dictionary<string, Tensor>(State(2)) { ["z"] = zeros([2], dtype: ScalarType.ComplexFloat32) };
         Assert.That(() => store.Save(2, broken, []), Throws.Exception);
         Assert.That(File.Exists(JsonFile(2)), Is.False);
-        Assert.That(Directory.GetFiles(_dir, "*.tmp-*"), Is.Empty);
+        Assert.That(Directory.GetFiles(_dir, "*.tmp-*"), Is.EqualTo(new[] { stray }), "only the stray file; none of this writer's");
+        Assert.That(File.ReadAllText(stray), Is.EqualTo("half a file"));
         using (var loaded = store.LoadLatest()) AssertEpochOne(loaded, first);
 
         store.Save(2, State(2), []);

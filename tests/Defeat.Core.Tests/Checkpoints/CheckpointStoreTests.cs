@@ -88,6 +88,8 @@ public class CheckpointStoreTests
         var store = new CheckpointStore(_dir, keep: 2);
         for (int e = 1; e <= 4; e++) store.Save(e, State(e), []);
         Assert.That(store.Epochs(), Is.EqualTo(new[] { 4, 3 }));
-        Assert.That(Directory.GetFiles(_dir), Has.Length.EqualTo(4));
+        Assert.That(Directory.GetFiles(_dir, "epoch-*"), Has.Length.EqualTo(4));
+        Assert.That(Directory.GetFiles(_dir).Select(Path.GetFileName).ToArray(), Does.Contain(CheckpointStore.LockFileName).And.Length.EqualTo(5),
+            "the four checkpoint files and the lock file");
     }
 }

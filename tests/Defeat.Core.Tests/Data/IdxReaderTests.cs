@@ -125,4 +125,32 @@ public class IdxReaderTests
         Assert.That(test.Images.min().item<float>(), Is.GreaterThanOrEqualTo(0f));
         Assert.That(test.Images.max().item<float>(), Is.EqualTo(1f));
     }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void DimensionsWhoseProductOverflowsAreRejected(bool gzip)
+    {
+        // 2^30 * 2^30 * 16 = 2^64: a 64-bit product wraps to 0 and would match an empty body.
+        var path = Write(gzip ? "o.gz" : "o", Idx(0x08, [1 << 30, 1 << 30, 16], []), gzip);
+        var e = Assert.Throws<IdxFormatException>(() => IdxReader.Read(path, 3))!;
+        Assert.That(e.Message, Does.Contain("[1073741824, 1073741824, 16]").And.Contain("overflow"));
+        // A zero dimension makes the product 0 whatever the others are: an empty file of that shape is valid.
+        var (shape, data) = IdxReader.Read(Write(gzip ? "z.gz" : "z", Idx(0x08, [int.MaxValue, int.MaxValue, 0], []), gzip), 3);
+        Assert.That(shape, Is.EqualTo(new[] { int.MaxValue, int.MaxValue, 0 }));
+        Assert.That(data, Is.Empty);
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void AHeaderAnnouncingMoreThanTheFileHoldsIsRefusedWithoutAllocatingIt(bool gzip)
+    {
+        // A 1e9-value header over 10 bytes of data: the size is checked against what the file holds (plain) or
+        // against what decompression yields (gzip), never allocated from the header.
+        var path = Write(gzip ? "big.gz" : "big", Idx(0x08, [1000, 1000, 1000], new byte[10]), gzip);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<IdxFormatException>(() => IdxReader.Read(path, 3))!;
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.That(e.Message, Does.Contain("truncated").And.Contain("1000000000").And.Contain("got 10"));
+        Assert.That(allocated, Is.LessThan(16L << 20), "bytes allocated while refusing the file");
+    }
 }
