@@ -29,8 +29,10 @@ internal static class PerturbationBall
         }
         else
         {
+            // delta / (|delta| + 1e-12) * min(eps, |delta|), as the reference implementation writes it (APGD's L2
+            // trajectories are sensitive enough that another rounding of the same projection moves them by ~1e-7).
             var norms = delta.flatten(1).norm(1).reshape(Broadcast(delta.shape[0], delta.dim()));
-            delta = delta * (epsilon / norms.clamp_min(1e-30)).clamp_max(1.0);
+            delta = delta / (norms + 1e-12) * norms.clamp_max(epsilon);
         }
         return (x0 + delta).clamp(0.0, 1.0);
     }
