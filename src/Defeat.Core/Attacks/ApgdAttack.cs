@@ -15,8 +15,8 @@ namespace Defeat.Attacks;
 /// <c>p_1 = 0.22</c>; <see cref="Checkpoints"/> lists them). At a checkpoint an image's step is halved when (1) at most
 /// <see cref="ApgdOptions.Rho"/> of the steps since the last checkpoint raised its objective, or (2) its step was not
 /// halved at the last checkpoint and its best objective has not risen since.</para>
-/// <para>Each restart attacks only the images no earlier restart has fooled, and images the model already gets wrong
-/// are returned unchanged. Per image the result is the last iterate that fooled the model, or, where none did, the
+/// <para>Each restart attacks only the images no earlier restart has fooled, and images already at the goal (misclassified,
+/// or classified as their target when targeted) are returned unchanged. Per image the result is the last iterate that fooled the model, or, where none did, the
 /// iterate with the highest objective over all restarts. Losses: cross-entropy (APGD-CE), DLR (APGD-DLR), or the
 /// margin; targeted with <see cref="ApgdOptions.Targeted"/> (labels are then the targets). APGD-T, which picks its
 /// own targets, is <see cref="ApgdTargetedAttack"/>.</para>

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
-using TorchSharp;
 using Microsoft.Extensions.Logging.Abstractions;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Defeat.Attacks;
