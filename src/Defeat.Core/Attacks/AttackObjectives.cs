@@ -57,6 +57,36 @@ public static class AttackObjectives
     }
 
     /// <summary>
+    /// The targeted DLR loss of APGD-T (Croce and Hein, 2020), one value per sample <c>[B]</c>:
+    /// <c>(z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)</c> where <c>y</c> is the true class, <c>t</c> the
+    /// target and <c>z_pi1 &gt;= z_pi2 &gt;= ...</c> the sorted logits. It differs from
+    /// <see cref="PerSample"/> with <see cref="AttackLoss.Dlr"/> and <c>targeted: true</c>, which knows only the
+    /// target and compares it with the best other class; maximising it pulls the target above the true class.
+    /// </summary>
+    /// <param name="logits">Classifier output <c>[B, classes]</c>, at least 4 classes.</param>
+    /// <param name="labels">int64 <c>[B]</c>: true classes.</param>
+    /// <param name="targets">int64 <c>[B]</c>: target classes.</param>
+    public static Tensor TargetedDlr(Tensor logits, Tensor labels, Tensor targets)
+    {
+        ArgumentNullException.ThrowIfNull(logits);
+        ArgumentNullException.ThrowIfNull(labels);
+        ArgumentNullException.ThrowIfNull(targets);
+        if (logits.dim() != 2)
+            throw new ArgumentException($"logits must be [B, classes], got [{string.Join(", ", logits.shape)}].", nameof(logits));
+        if (logits.shape[1] < 4)
+            throw new ArgumentException($"The targeted DLR loss needs at least 4 classes, got logits with {logits.shape[1]}.", nameof(logits));
+        if (labels.dim() != 1 || labels.shape[0] != logits.shape[0])
+            throw new ArgumentException($"labels must be [{logits.shape[0]}] to match logits [{string.Join(", ", logits.shape)}], got [{string.Join(", ", labels.shape)}].", nameof(labels));
+        if (targets.dim() != 1 || targets.shape[0] != logits.shape[0])
+            throw new ArgumentException($"targets must be [{logits.shape[0]}] to match logits [{string.Join(", ", logits.shape)}], got [{string.Join(", ", targets.shape)}].", nameof(targets));
+        var sorted = logits.sort(dim: 1, descending: true).Values;
+        var scale = sorted[.., 0] - (sorted[.., 2] + sorted[.., 3]) / 2;
+        var own = logits.gather(1, labels.unsqueeze(1)).squeeze(1);
+        var target = logits.gather(1, targets.unsqueeze(1)).squeeze(1);
+        return (target - own) / (scale + 1e-12);
+    }
+
+    /// <summary>
     /// Whether the attack has reached its goal, per sample (bool <c>[B]</c>): the prediction differs from
     /// the true class (untargeted) or equals the target class (targeted).
     /// </summary>

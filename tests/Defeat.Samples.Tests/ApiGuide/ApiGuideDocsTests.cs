@@ -39,7 +39,7 @@ public partial class ApiGuideDocsTests
         var blocks = DocBlocks(File.ReadAllText(Path.Combine(root, "docs/api.md")));
 
         Assert.That(regions.Keys, Is.SupersetOf(new[] { "quick-start", "vector-quantizer", "perturb-shield", "prompt-learner", "logit-fusion",
-            "pgd-attack", "defeat-model", "defeat-trainer", "robustness-evaluator", "clip", "checkpoint-store" }));
+            "pgd-attack", "autoattack", "defeat-model", "defeat-trainer", "robustness-evaluator", "clip", "checkpoint-store" }));
         Assert.That(blocks.Keys, Is.EquivalentTo(regions.Keys), "docs/api.md has one tagged block per example region");
         foreach (var (name, body) in regions)
             Assert.That(Normalise(blocks[name]), Is.EqualTo(Normalise(body)), $"example '{name}' differs between docs/api.md and ApiGuideExamples.cs");

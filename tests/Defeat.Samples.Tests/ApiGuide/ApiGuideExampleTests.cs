@@ -144,6 +144,28 @@ public class ApiGuideExampleTests
     }
 
     [Test]
+    public void AutoAttackReportsEachAttackAndItsWorstCase()
+    {
+        manual_seed(18);
+        var classifier = nn.Sequential(nn.Flatten(), nn.Linear(64, 5));
+        var images = rand([8, 1, 8, 8], generator: new Generator(13));
+        Tensor labels;
+        using (no_grad()) labels = classifier.call(images).argmax(1);
+
+        var (adversarial, report, robust) = ApiGuideExamples.AutoAttackExample(classifier, images, labels);
+
+        Assert.That(report.Stages.Select(s => s.Name), Is.EqualTo(new[] { "apgd-ce", "apgd-t", "fab-t", "square" }));
+        Assert.That(report.CleanAccuracy, Is.EqualTo(1.0), "the labels are the model's own predictions");
+        Assert.That(Max((adversarial - images).abs()), Is.LessThanOrEqualTo(4 / 255.0));
+        double accuracy;
+        using (no_grad())
+            accuracy = classifier.call(adversarial).argmax(1).eq(labels).to_type(ScalarType.Float64).mean().item<double>();
+        Assert.That(robust, Is.EqualTo(accuracy).Within(1e-12));
+        Assert.That(report.RobustAccuracy, Is.EqualTo(report.Stages[^1].RobustAccuracy));
+        Assert.That(report.ToString(), Does.Contain("apgd-ce").And.Contain("robust"));
+    }
+
+    [Test]
     public void DefeatModelFromItsPartsHasOnlyTheDefeatParameters()
     {
         using var clip = TinyClip();

@@ -112,6 +112,23 @@ public static class ApiGuideExamples
         return strong;
     }
 
+    /// <summary>AutoAttack's standard version on any images-to-logits module, with its report.</summary>
+    public static (Tensor Adversarial, AutoAttackReport Report, double Robust) AutoAttackExample(nn.Module<Tensor, Tensor> classifier, Tensor images, Tensor labels)
+    {
+        // <example:autoattack>
+        var autoAttack = new AutoAttack(new AutoAttackOptions
+        {
+            Epsilon = 4 / 255.0,                        // L-inf ball; Norm = AttackNorm.L2 for the L2 one
+            Iterations = 10, SquareQueries = 200,       // published: 100 iterations, 5,000 queries
+            Seed = 0,                                   // same seed, same result on CPU
+        });
+        using AutoAttackResult result = autoAttack.Run(classifier, images, labels);   // APGD-CE, APGD-T, FAB-T, Square
+        Console.WriteLine(result.Report);               // clean accuracy, robust accuracy after each attack, warnings
+        double robust = result.Report.RobustAccuracy;   // the worst case: no attack fooled the image
+        // </example:autoattack>
+        return (result.Adversarial.clone(), result.Report, robust);
+    }
+
     /// <summary>DefeatModel built from its parts instead of <see cref="DefeatModel.Create"/>.</summary>
     public static DefeatModel DefeatModelExample(ClipModel clip, string[] classNames)
     {
