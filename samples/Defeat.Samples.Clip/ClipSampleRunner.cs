@@ -11,7 +11,6 @@ using Defeat.Prompting;
 using Defeat.Quantization;
 using Defeat.Samples.Shared;
 using Defeat.Shield;
-using Defeat.Training;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Defeat.Backbones;
 using Defeat.Data;
 using Defeat.Evaluation;
+using Defeat.Model;
 using Defeat.Prompting;
 using Defeat.Samples.Shared;
 using Defeat.Shield;

@@ -3,10 +3,10 @@ using Defeat.Attacks;
 using Defeat.Clip;
 using Defeat.Data;
 using Defeat.Evaluation;
+using Defeat.Model;
 using Defeat.Prompting;
 using Defeat.Samples.Shared;
 using Defeat.Shield;
-using Defeat.Training;
 using Microsoft.Extensions.Logging;
 using static TorchSharp.torch;
 

@@ -2,6 +2,7 @@ using Defeat.Attacks;
 using Defeat.Clip;
 using Defeat.Data;
 using Defeat.Evaluation;
+using Defeat.Model;
 using Defeat.Prompting;
 using Defeat.Shield;
 using Defeat.Training;

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Defeat.Attacks;
 using Defeat.Checkpoints;
 using Defeat.Data;
+using Defeat.Model;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;

@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Defeat.Attacks;
 using Defeat.Checkpoints;
 using Defeat.Data;
+using Defeat.Model;
 using Defeat.Prompting;
 using Defeat.Tests.Fakes;
 using Defeat.Training;

@@ -1,8 +1,8 @@
 using Defeat.Checkpoints;
 using Defeat.Clip;
 using Defeat.Data;
+using Defeat.Model;
 using Defeat.Prompting;
-using Defeat.Training;
 
 namespace Defeat.Tests.Samples.ApiGuide;
 

@@ -9,6 +9,7 @@ using Defeat.Clip.Tokenization;
 using Defeat.Data;
 using Defeat.Evaluation;
 using Defeat.Fusion;
+using Defeat.Model;
 using Defeat.Prompting;
 using Defeat.Quantization;
 using Defeat.Shield;

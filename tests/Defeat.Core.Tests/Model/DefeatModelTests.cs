@@ -1,11 +1,11 @@
 using Defeat.Attacks;
 using Defeat.Fusion;
+using Defeat.Model;
 using Defeat.Prompting;
 using Defeat.Shield;
 using Defeat.Tests.Fakes;
-using Defeat.Training;
 
-namespace Defeat.Tests.Training;
+namespace Defeat.Tests.Model;
 
 public class DefeatModelTests
 {

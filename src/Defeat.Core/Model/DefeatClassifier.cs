@@ -1,7 +1,7 @@
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Defeat.Training;
+namespace Defeat.Model;
 
 /// <summary>
 /// One branch of a <see cref="DefeatModel"/> as an images-to-logits module (see <see cref="DefeatModel.AsClassifier"/>).

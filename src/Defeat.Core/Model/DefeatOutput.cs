@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Defeat.Training;
+namespace Defeat.Model;
 
 /// <summary>One <see cref="DefeatModel"/> forward pass: logits of every branch and every loss term (scalars).</summary>
 /// <param name="Logits">The fused logits <c>[B, classes]</c> (the clean logits when the shield is off).</param>

@@ -1,12 +1,12 @@
 using Defeat.Attacks;
 using Defeat.Data;
 using Defeat.Evaluation;
+using Defeat.Model;
 using Defeat.Prompting;
 using Defeat.Shield;
 using Defeat.Tests.Fakes;
-using Defeat.Training;
 
-namespace Defeat.Tests.Attacks;
+namespace Defeat.Tests.Evaluation;
 
 /// <summary>The adaptive-attack machinery: several named attacks per radius, the suite for DEFEAT, and the sanity checks.</summary>
 public class AdaptiveAttackTests

@@ -2,7 +2,7 @@ using Defeat.Backbones;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Defeat.Samples.Clip;
+namespace Defeat.Clip;
 
 /// <summary>
 /// Runs a frozen backbone in a lower precision (half on a GPU) while everything DEFEAT trains stays in float32:

@@ -1,4 +1,4 @@
-namespace Defeat.Attacks;
+namespace Defeat.Evaluation;
 
 /// <summary>Options of <see cref="AdaptiveAttackSuite"/>: the PGD budget shared by every attack of the suite.</summary>
 public sealed record AdaptiveAttackOptions

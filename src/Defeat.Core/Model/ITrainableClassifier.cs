@@ -1,10 +1,10 @@
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Defeat.Training;
+namespace Defeat.Model;
 
 /// <summary>
-/// What <see cref="DefeatTrainer"/> needs of a model: its trainable parameters and state, the logits
+/// What the trainer (<c>Defeat.Training.DefeatTrainer</c>) needs of a model: its trainable parameters and state, the logits
 /// the training attack maximises, and the objective on (adversarial) images.
 /// </summary>
 /// <remarks>

@@ -1,6 +1,7 @@
+using Defeat.Data;
 using static TorchSharp.torch;
 
-namespace Defeat.Data;
+namespace Defeat.Samples.FashionMnist;
 
 /// <summary>
 /// Fashion-MNIST (Zalando Research, MIT): 60,000 training and 10,000 test grey 28x28 images of

@@ -1,7 +1,7 @@
 using System.IO.Compression;
-using Defeat.Data;
+using Defeat.Samples.FashionMnist;
 
-namespace Defeat.Tests.Data;
+namespace Defeat.Tests.Samples;
 
 public class IdxReaderTests
 {

@@ -9,7 +9,7 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
-namespace Defeat.Training;
+namespace Defeat.Model;
 
 /// <summary>
 /// DEFEAT as one module: frozen backbone, learned prompts, PerturbShield and logit fusion, with

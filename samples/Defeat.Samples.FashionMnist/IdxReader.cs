@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 
-namespace Defeat.Data;
+namespace Defeat.Samples.FashionMnist;
 
 /// <summary>
 /// Reads unsigned-byte IDX files (the format of MNIST and Fashion-MNIST), plain or gzip-compressed.

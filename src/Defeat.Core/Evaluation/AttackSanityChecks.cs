@@ -1,7 +1,8 @@
+using Defeat.Attacks;
 using Defeat.Validation;
 using static TorchSharp.torch;
 
-namespace Defeat.Attacks;
+namespace Defeat.Evaluation;
 
 /// <summary>
 /// The sanity checks of the adversarial-robustness literature (Carlini et al., 2019, "On evaluating adversarial

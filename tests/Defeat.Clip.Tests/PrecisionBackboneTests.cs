@@ -1,12 +1,9 @@
-extern alias clipsample;
-
-using clipsample::Defeat.Samples.Clip;
 using Defeat.Clip;
 using Defeat.Clip.Loading;
-using Defeat.Clip.Tokenization;
-using Defeat.Training;
+using Defeat.Model;
+using Defeat.Shield;
 
-namespace Defeat.Tests.Samples;
+namespace Defeat.Tests.Clip;
 
 /// <summary>
 /// The backbone wrapper behind --half, checked on the CPU with float64 as the backbone's type (the cast logic is the
@@ -15,11 +12,7 @@ namespace Defeat.Tests.Samples;
 /// </summary>
 public class PrecisionBackboneTests
 {
-    private static ClipModel Load()
-    {
-        var tokenizer = new ClipTokenizer(System.IO.File.ReadAllText(ClipSampleFixture.File("tiny_merges.txt")).Split('\n'), mergeCount: 64);
-        return ClipLoader.Load(ClipSampleFixture.File("tiny_openai.pt"), new ClipLoadOptions { VisionHeads = 2, TextHeads = 2, Tokenizer = tokenizer });
-    }
+    private static ClipModel Load() => ClipLoader.Load(Fixture.File("tiny_openai.pt"), Fixture.TinyOptions);
 
     [Test]
     public void OutputsAreFloat32CastsOfTheBackbonesOwn()
@@ -53,7 +46,7 @@ public class PrecisionBackboneTests
     {
         using var clip = Load();
         var backbone = new PrecisionBackbone(clip, ScalarType.Float64);
-        using var model = DefeatModel.Create(backbone, ["sky", "apple"], shieldOptions: new Shield.PerturbShieldOptions { HiddenDim = 8, CodebookSize = 16 });
+        using var model = DefeatModel.Create(backbone, ["sky", "apple"], shieldOptions: new PerturbShieldOptions { HiddenDim = 8, CodebookSize = 16 });
         Assert.That(model.TrainableParameters().Select(p => p.dtype), Has.All.EqualTo(ScalarType.Float32));
         Assert.That(clip.parameters().Select(p => p.requires_grad), Has.All.False, "the wrapped backbone is frozen through the wrapper");
 

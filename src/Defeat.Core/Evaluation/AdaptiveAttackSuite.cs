@@ -1,9 +1,9 @@
-using Defeat.Evaluation;
+using Defeat.Attacks;
+using Defeat.Model;
 using Defeat.Shield;
-using Defeat.Training;
 using static TorchSharp.torch;
 
-namespace Defeat.Attacks;
+namespace Defeat.Evaluation;
 
 /// <summary>
 /// Attacks that know DEFEAT's defence, for an adaptive evaluation (a quantizer is a classic source of gradient

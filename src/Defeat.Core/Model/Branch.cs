@@ -1,4 +1,4 @@
-namespace Defeat.Training;
+namespace Defeat.Model;
 
 /// <summary>Which of DEFEAT's outputs a classifier view of <see cref="DefeatModel"/> returns.</summary>
 public enum Branch

@@ -1,4 +1,4 @@
-namespace Defeat.Data;
+namespace Defeat.Samples.FashionMnist;
 
 /// <summary>An IDX file (the MNIST family's format) is missing, truncated or not what was expected.</summary>
 public sealed class IdxFormatException : Exception

@@ -3,6 +3,7 @@ using Defeat.Attacks;
 using Defeat.Backbones;
 using Defeat.Data;
 using Defeat.Evaluation;
+using Defeat.Model;
 using Defeat.Quantization;
 using Defeat.Shield;
 using Defeat.Training;

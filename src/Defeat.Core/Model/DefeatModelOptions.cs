@@ -1,4 +1,4 @@
-namespace Defeat.Training;
+namespace Defeat.Model;
 
 /// <summary>Options of <see cref="DefeatModel"/>: the objective's weights and which parts are used.</summary>
 public sealed record DefeatModelOptions
