@@ -99,7 +99,7 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
         var tokens = visual.forward(normalize.forward(images.to(visual.parameters().First().dtype)));
         var cls = tokens[.., 0].contiguous();
         var grid = tokens[.., 1..].contiguous();
-        return new ImageFeatures(cls.MoveToOuterDisposeScope(), grid.MoveToOuterDisposeScope());
+        return new ImageFeatures(cls, grid).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc/>

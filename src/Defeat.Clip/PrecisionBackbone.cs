@@ -66,9 +66,8 @@ public sealed class PrecisionBackbone : nn.Module, IVisionLanguageBackbone
     {
         ArgumentNullException.ThrowIfNull(images);
         using var scope = NewDisposeScope();
-        using var features = _inner.EncodeImage(images.to(ComputeType));
-        return new ImageFeatures(features.ClassFeature.to(ScalarType.Float32).MoveToOuterDisposeScope(),
-            features.GridFeatures.to(ScalarType.Float32).MoveToOuterDisposeScope());
+        var features = _inner.EncodeImage(images.to(ComputeType));
+        return new ImageFeatures(features.ClassFeature.to(ScalarType.Float32), features.GridFeatures.to(ScalarType.Float32)).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc/>

@@ -1,6 +1,5 @@
 using Defeat.Attacks;
 using Defeat.Model;
-using Defeat.Shield;
 using static TorchSharp.torch;
 
 namespace Defeat.Evaluation;
@@ -88,19 +87,10 @@ public static class AdaptiveAttackSuite
         Func<Tensor, Tensor> fused = x => model.Logits(x, Branch.Fused, text);
         if (model.Shield is null) return new EvaluationSubject(name, fused);
         Func<Tensor, Tensor> clean = x => model.Logits(x, Branch.Clean, text), robust = x => model.Logits(x, Branch.Robust, text);
-        var shield = model.Shield;
-        // Code indices (flip rate, usage) need the codebook size, which only a PerturbShield tells.
-        Func<Tensor, Tensor>? codes = shield is PerturbShield ? x =>
-        {
-            using var scope = NewDisposeScope();
-            using var features = model.Backbone.EncodeImage(x);
-            using var shielded = shield.Shield(features.GridFeatures);
-            return shielded.Indices.alias().MoveToOuterDisposeScope();
-        } : null;
         return new EvaluationSubject(name, fused,
             attackTargets: new Dictionary<string, Func<Tensor, Tensor>> { [Fused] = fused, [Clean] = clean, [Robust] = robust },
             branches: new Dictionary<string, Func<Tensor, Tensor>> { [Clean] = clean, [Robust] = robust },
-            codeIndices: codes,
-            codebookSize: shield is PerturbShield s ? s.Options.CodebookSize : 0);
+            codeIndices: model.CodeIndices,
+            codebookSize: model.Shield.CodebookSize);
     }
 }

@@ -9,7 +9,8 @@ namespace Defeat.Model;
 public sealed class DefeatClassifier : Module<Tensor, Tensor>
 {
     private readonly DefeatModel model;
-    private readonly FixedText? _textFeatures;
+    // Held outside RegisterComponents: a Tensor field would become a buffer of this view.
+    private readonly Unregistered<Tensor>? _textFeatures;
 
     /// <summary>Wraps <paramref name="defeatModel"/>; the model is registered as submodule <c>model</c>.</summary>
     /// <param name="defeatModel">The composed model.</param>
@@ -24,7 +25,7 @@ public sealed class DefeatClassifier : Module<Tensor, Tensor>
             throw new ArgumentException("The robust branch needs the shield (DefeatModelOptions.UseShield is false).", nameof(branch));
         model = defeatModel;
         Branch = branch;
-        _textFeatures = textFeatures is null ? null : new FixedText(textFeatures.detach());
+        _textFeatures = textFeatures is null ? null : new(textFeatures.detach());
         RegisterComponents();
     }
 
@@ -33,8 +34,5 @@ public sealed class DefeatClassifier : Module<Tensor, Tensor>
 
     /// <summary>Logits <c>[B, classes]</c> of <see cref="Branch"/> for pixels <c>[B, C, H, W]</c> in [0, 1].</summary>
     /// <param name="images">Pixels in [0, 1].</param>
-    public override Tensor forward(Tensor images) => model.Logits(images, Branch, _textFeatures?.Features);
-
-    // Held outside RegisterComponents: a Tensor field would become a buffer of this view.
-    private sealed record FixedText(Tensor Features);
+    public override Tensor forward(Tensor images) => model.Logits(images, Branch, _textFeatures?.Value);
 }

@@ -29,7 +29,7 @@ namespace Defeat.Model;
 /// </remarks>
 public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainableClassifier
 {
-    private readonly BackboneReference _backbone;
+    private readonly Unregistered<IVisionLanguageBackbone> _backbone;
     private readonly IPromptLearner prompt_learner;
     private readonly IPerturbShield? shield;
     private readonly ILogitFusion? fusion;
@@ -58,7 +58,7 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
             this.fusion = fusion ?? new LogitFusion();
         }
 
-        _backbone = new BackboneReference(backbone);
+        _backbone = new(backbone);
         prompt_learner = promptLearner;
         if (backbone is nn.Module module)
         {
@@ -98,7 +98,7 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
     public DefeatModelOptions Options { get; }
 
     /// <summary>The frozen backbone (not a registered submodule).</summary>
-    public IVisionLanguageBackbone Backbone => _backbone.Backbone;
+    public IVisionLanguageBackbone Backbone => _backbone.Value;
 
     /// <summary>The prompt learner.</summary>
     public IPromptLearner PromptLearner => prompt_learner;
@@ -208,12 +208,10 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
                     + Options.TextRegularizationWeight * textRegularization
                     + Options.VqVaeWeight * vqVae;
 
-        var output = new DefeatOutput(pass.Logits, pass.Clean.alias(), pass.Robust, pass.Shield?.Indices,
-            crossEntropy, alignment.alias(), textRegularization.alias(), vqVae.alias(),
-            (pass.Shield?.ReconstructionLoss ?? zero).alias(), (pass.Shield?.CodebookLoss ?? zero).alias(),
-            (pass.Shield?.CommitmentLoss ?? zero).alias(), (pass.Shield?.Perplexity ?? zero).alias(), total);
-        foreach (var t in output.Tensors()) t.MoveToOuterDisposeScope();
-        return output;
+        return new DefeatOutput(pass.Logits, pass.Clean, pass.Robust, pass.Shield?.Indices,
+            crossEntropy, alignment, textRegularization, vqVae,
+            pass.Shield?.ReconstructionLoss ?? zero, pass.Shield?.CodebookLoss ?? zero,
+            pass.Shield?.CommitmentLoss ?? zero, pass.Shield?.Perplexity ?? zero, total).MoveToOuterDisposeScope();
     }
 
     /// <summary>Logits <c>[B, classes]</c> of one branch for pixels <c>[B, C, H, W]</c> in [0, 1].</summary>
@@ -242,6 +240,20 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
         return logits.MoveToOuterDisposeScope();
     }
 
+    /// <summary>The shield's codeword index of every grid position, int64 <c>[B, N]</c>, for pixels <c>[B, C, H, W]</c> in [0, 1]
+    /// (the codeword flip rate and code usage of an evaluation); each index is below <see cref="IPerturbShield.CodebookSize"/>.</summary>
+    /// <remarks>Images are checked as in <see cref="Logits"/>. Runs the backbone and the shield only (no text side).</remarks>
+    /// <param name="images">Pixels in [0, 1].</param>
+    /// <exception cref="InvalidOperationException">The model has no shield (<see cref="DefeatModelOptions.UseShield"/> is false).</exception>
+    public Tensor CodeIndices(Tensor images)
+    {
+        CheckImages(images);
+        if (shield is null)
+            throw new InvalidOperationException("Code indices need the shield (DefeatModelOptions.UseShield is false).");
+        using var scope = NewDisposeScope();
+        return shield.Shield(Backbone.EncodeImage(images).GridFeatures).Indices.MoveToOuterDisposeScope();
+    }
+
     /// <summary>An images-to-logits module for one branch, for attacks and evaluation. It holds this model as its
     /// submodule <c>model</c>, so an attack that protects a module's state protects this model's.</summary>
     /// <param name="branch">Which logits the view returns.</param>
@@ -250,12 +262,13 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
     /// and re-encoding every class prompt at every step is the text encoder's whole cost again.</param>
     public Module<Tensor, Tensor> AsClassifier(Branch branch = Branch.Fused, Tensor? textFeatures = null) => new DefeatClassifier(this, branch, textFeatures);
 
+    // Called inside the caller's dispose scope, which collects every intermediate (the image features included).
     private Pass Run(Tensor images, Branch branch, Tensor? textFeatures = null)
     {
-        using var features = Backbone.EncodeImage(images);
+        var features = Backbone.EncodeImage(images);
         var text = textFeatures ?? TextFeatures();
         var scale = Backbone.LogitScale.to(text.dtype, text.device);
-        var classFeature = features.ClassFeature.alias();
+        var classFeature = features.ClassFeature;
         var clean = scale * functional.normalize(classFeature, dim: -1).matmul(text.t());
         if (shield is null || branch == Branch.Clean)
             return new Pass(clean, clean, null, null, classFeature, text);
@@ -276,10 +289,4 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
     }
 
     private sealed record Pass(Tensor Logits, Tensor Clean, Tensor? Robust, ShieldOutput? Shield, Tensor ClassFeature, Tensor TextFeatures);
-
-    // Keeps the backbone out of RegisterComponents (see the class remarks).
-    private sealed class BackboneReference(IVisionLanguageBackbone backbone)
-    {
-        public IVisionLanguageBackbone Backbone { get; } = backbone;
-    }
 }

@@ -2,7 +2,8 @@ using static TorchSharp.torch;
 
 namespace Defeat.Model;
 
-/// <summary>One <see cref="DefeatModel"/> forward pass: logits of every branch and every loss term (scalars).</summary>
+/// <summary>One <see cref="DefeatModel"/> forward pass: logits of every branch and every loss term (scalars). Fields may
+/// share a tensor (see <see cref="TensorResult"/>): dispose the output, not single fields.</summary>
 /// <param name="Logits">The fused logits <c>[B, classes]</c> (the clean logits when the shield is off).</param>
 /// <param name="CleanLogits">Clean-branch logits <c>[B, classes]</c>: <c>scale * cos(I, t)</c>.</param>
 /// <param name="RobustLogits">Robust-branch logits <c>[B, classes]</c>: <c>scale * cos(Î_proj, t)</c>; null when the shield is off.</param>
@@ -29,28 +30,12 @@ public sealed record DefeatOutput(
     Tensor CodebookLoss,
     Tensor CommitmentLoss,
     Tensor Perplexity,
-    Tensor Total) : IDisposable
+    Tensor Total) : TensorResult
 {
-    /// <summary>Disposes every tensor of the result.</summary>
-    public void Dispose()
-    {
-        foreach (var t in Tensors()) t.Dispose();
-    }
-
-    internal IEnumerable<Tensor> Tensors()
-    {
-        yield return Logits;
-        yield return CleanLogits;
-        if (RobustLogits is not null) yield return RobustLogits;
-        if (Indices is not null) yield return Indices;
-        yield return CrossEntropy;
-        yield return AlignmentLoss;
-        yield return TextRegularization;
-        yield return VqVaeLoss;
-        yield return ReconstructionLoss;
-        yield return CodebookLoss;
-        yield return CommitmentLoss;
-        yield return Perplexity;
-        yield return Total;
-    }
+    /// <inheritdoc />
+    protected override IEnumerable<Tensor?> Fields() =>
+    [
+        Logits, CleanLogits, RobustLogits, Indices, CrossEntropy, AlignmentLoss, TextRegularization, VqVaeLoss,
+        ReconstructionLoss, CodebookLoss, CommitmentLoss, Perplexity, Total,
+    ];
 }

@@ -22,7 +22,8 @@ namespace Defeat.Prompting;
 public sealed class PromptLearner : nn.Module, IPromptLearner
 {
     private readonly Parameter ctx;
-    private readonly TextEncoderReference _encoder;
+    // Outside the module tree: the frozen encoder must not join this module's parameters.
+    private readonly Unregistered<ITextEncoder> _encoder;
     private readonly int[] _nameLengths;
 
     /// <summary>Builds the prompts for <paramref name="classNames"/> and computes the hand-written prompt features once.</summary>
@@ -42,7 +43,7 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
             if (string.IsNullOrWhiteSpace(classNames[i]))
                 throw new ArgumentException($"classNames[{i}] must be a non-empty name, got \"{classNames[i]}\".", nameof(classNames));
 
-        _encoder = new TextEncoderReference(textEncoder);
+        _encoder = new(textEncoder);
         ClassNames = classNames.Select(n => n.Replace('_', ' ')).ToArray();
         _nameLengths = ClassNames.Select(n => textEncoder.Encode(n).Count).ToArray();
 
@@ -134,7 +135,7 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
     }
 
     /// <inheritdoc />
-    public Tensor EncodeTextFeatures() => _encoder.Encoder.EncodeEmbeddings(BuildPromptEmbeddings(), TokenIds);
+    public Tensor EncodeTextFeatures() => _encoder.Value.EncodeEmbeddings(BuildPromptEmbeddings(), TokenIds);
 
     /// <inheritdoc />
     public Tensor TextRegularizationLoss(Tensor normalizedTextFeatures)
@@ -158,12 +159,5 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
             sum = sum is null ? features : sum + features;
         }
         return nn.functional.normalize(sum! / Options.Templates.Count, dim: -1).detach().MoveToOuterDisposeScope();
-    }
-
-    // Holds the encoder outside the module tree: RegisterComponents would register a Module-typed
-    // encoder found in a field, and the frozen encoder must not join this module's parameters.
-    private sealed class TextEncoderReference(ITextEncoder encoder)
-    {
-        public ITextEncoder Encoder { get; } = encoder;
     }
 }

@@ -153,20 +153,13 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         if (training && m > 0)
             UpdateCodebook(zLoss.detach(), indices, usage);
 
-        var output = new QuantizerOutput(
+        return new QuantizerOutput(
             quantized.reshape(input.shape),
             indices.reshape(leading),
             codebookLoss,
             commitmentLoss,
             usage,
-            perplexity);
-        output.Quantized.MoveToOuterDisposeScope();
-        output.Indices.MoveToOuterDisposeScope();
-        output.CodebookLoss.MoveToOuterDisposeScope();
-        output.CommitmentLoss.MoveToOuterDisposeScope();
-        output.UsageCounts.MoveToOuterDisposeScope();
-        output.Perplexity.MoveToOuterDisposeScope();
-        return output;
+            perplexity).MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -65,6 +65,9 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
     public int GridPositions => Options.GridPositions;
 
     /// <inheritdoc />
+    public int CodebookSize => vqvae.Quantizer.CodebookSize;
+
+    /// <inheritdoc />
     public ShieldOutput Shield(Tensor gridFeatures) => call(gridFeatures);
 
     /// <summary>Runs the shield on grid features <c>[B, N, D]</c>.</summary>
@@ -82,7 +85,7 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
         var x = gridFeatures.transpose(1, 2).reshape(batch, FeatureDim, Options.GridHeight, Options.GridWidth);
 
         var ze = vqvae.Encode(x);
-        using var quantized = vqvae.Quantize(ze);
+        var quantized = vqvae.Quantize(ze);
         var xHat = vqvae.Decode(quantized.Quantized);
 
         var reconstruction = xHat.reshape(batch, FeatureDim, GridPositions).transpose(1, 2);
@@ -95,13 +98,9 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
                    + Options.CodebookWeight * codebookLoss
                    + Options.CommitmentWeight * commitmentLoss;
 
-        var output = new ShieldOutput(projected, reconstruction,
+        return new ShieldOutput(projected, reconstruction,
             quantized.Indices.reshape(batch, GridPositions),
-            reconstructionLoss, codebookLoss.alias(), commitmentLoss, loss, quantized.Perplexity.alias());
-        foreach (var t in new[] { output.Projected, output.Reconstruction, output.Indices, output.ReconstructionLoss,
-                     output.CodebookLoss, output.CommitmentLoss, output.Loss, output.Perplexity })
-            t.MoveToOuterDisposeScope();
-        return output;
+            reconstructionLoss, codebookLoss, commitmentLoss, loss, quantized.Perplexity).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />

@@ -19,18 +19,9 @@ public sealed record ShieldOutput(
     Tensor CodebookLoss,
     Tensor CommitmentLoss,
     Tensor Loss,
-    Tensor Perplexity) : IDisposable
+    Tensor Perplexity) : TensorResult
 {
-    /// <summary>Disposes every tensor of the result.</summary>
-    public void Dispose()
-    {
-        Projected.Dispose();
-        Reconstruction.Dispose();
-        Indices.Dispose();
-        ReconstructionLoss.Dispose();
-        CodebookLoss.Dispose();
-        CommitmentLoss.Dispose();
-        Loss.Dispose();
-        Perplexity.Dispose();
-    }
+    /// <inheritdoc />
+    protected override IEnumerable<Tensor?> Fields() =>
+        [Projected, Reconstruction, Indices, ReconstructionLoss, CodebookLoss, CommitmentLoss, Loss, Perplexity];
 }
