@@ -116,6 +116,7 @@ public class DefeatModelTests
         Assert.That(output.VqVaeLoss.item<float>(), Is.EqualTo(0f));
         Assert.That(model.named_parameters().Select(p => p.name), Is.EqualTo(new[] { "prompt_learner.ctx" }));
         Assert.Throws<ArgumentException>(() => model.AsClassifier(Branch.Robust));
+        Assert.Throws<InvalidOperationException>(() => model.CodeIndices(x));
     }
 
     [Test]
@@ -210,6 +211,23 @@ public class DefeatModelTests
         var before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         using (var output = model.call(x, y)) output.Total.backward();
         using (var logits = model.Logits(x, Branch.Robust)) { }
+        Assert.That(DisposeScopeManager.Statistics.ThreadTotalLiveCount - before, Is.EqualTo(0));
+    }
+
+    [Test]
+    public void CodeIndicesAreTheCodesOfTheForwardPassAndLeaveNothingBehind()
+    {
+        var (_, model) = Build();
+        model.eval();
+        using var x = Images(3, 9);
+        using var y = tensor(new long[] { 0, 1, 2 });
+        using var output = model.call(x, y);
+        using var codes = model.CodeIndices(x);
+        Assert.That(codes.shape, Is.EqualTo(new long[] { 3, 9 }));
+        Assert.That(codes.equal(output.Indices!).all().item<bool>(), Is.True);
+        Assert.That(model.Shield!.CodebookSize, Is.EqualTo(16));
+        var before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        using (var again = model.CodeIndices(x)) { }
         Assert.That(DisposeScopeManager.Statistics.ThreadTotalLiveCount - before, Is.EqualTo(0));
     }
 
