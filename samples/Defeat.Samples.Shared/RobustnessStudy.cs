@@ -55,7 +55,7 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
                 KMeansInit = true,
                 CodebookUpdate = CodebookUpdate.ExponentialMovingAverage,
                 DeadCodeThreshold = 0.01,
-                Seed = seed,
+                Seed = (ulong)seed,
             },
         };
     }
@@ -70,7 +70,7 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
             LearningRate = settings.LearningRate,
             BatchSize = settings.BatchSize,
             Attack = PgdOptions.DefeatTraining(settings.TrainEpsilon),
-            Seed = settings.Seed,
+            Seed = (ulong)settings.Seed,
             CheckpointDirectory = Path.Combine(settings.CheckpointRoot, Slug(name)),
             Device = settings.Device,
         }, loggers.CreateLogger<DefeatTrainer>());

@@ -1,6 +1,7 @@
 using Defeat.Backbones;
 using Defeat.Clip.Modeling;
 using Defeat.Clip.Tokenization;
+using Defeat.Validation;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -136,12 +137,10 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
     public Tensor EncodeEmbeddings(Tensor promptEmbeddings, Tensor tokenIds)
     {
         CheckIds(tokenIds, nameof(tokenIds));
-        if (promptEmbeddings.dim() != 3 || promptEmbeddings.shape[0] != tokenIds.shape[0]
-            || promptEmbeddings.shape[1] != tokenIds.shape[1] || promptEmbeddings.shape[2] != Config.TextWidth
-            || !promptEmbeddings.is_floating_point())
-            throw new ArgumentException(
-                $"promptEmbeddings must be floating [{tokenIds.shape[0]}, {tokenIds.shape[1]}, {Config.TextWidth}] to match tokenIds; " +
-                $"got {promptEmbeddings.dtype} [{string.Join(", ", promptEmbeddings.shape)}].", nameof(promptEmbeddings));
+        ArgumentNullException.ThrowIfNull(promptEmbeddings);
+        TensorChecks.Require(promptEmbeddings, promptEmbeddings.dim() == 3 && promptEmbeddings.shape[0] == tokenIds.shape[0]
+            && promptEmbeddings.shape[1] == tokenIds.shape[1] && promptEmbeddings.shape[2] == Config.TextWidth && promptEmbeddings.is_floating_point(),
+            nameof(promptEmbeddings), $"floating-point [{tokenIds.shape[0]}, {tokenIds.shape[1]}, {Config.TextWidth}] to match tokenIds");
         using var scope = torch.NewDisposeScope();
         long n = tokenIds.shape[0], length = tokenIds.shape[1];
         var x = promptEmbeddings + positional_embedding[..(int)length].to(promptEmbeddings.dtype);
@@ -159,9 +158,8 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
     /// or <see cref="EncodeText"/>; normalised here.</param>
     public Tensor ZeroShotLogits(Tensor images, Tensor classTextFeatures)
     {
-        if (classTextFeatures.dim() != 2 || classTextFeatures.shape[1] != FeatureDim)
-            throw new ArgumentException(
-                $"classTextFeatures must be [K, {FeatureDim}]; got [{string.Join(", ", classTextFeatures.shape)}].", nameof(classTextFeatures));
+        ArgumentNullException.ThrowIfNull(classTextFeatures);
+        TensorChecks.Require(classTextFeatures, classTextFeatures.dim() == 2 && classTextFeatures.shape[1] == FeatureDim, nameof(classTextFeatures), $"[K, {FeatureDim}]");
         using var scope = torch.NewDisposeScope();
         using var features = EncodeImage(images);
         return ScaledCosine(features.ClassFeature, classTextFeatures).MoveToOuterDisposeScope();
@@ -251,20 +249,12 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
         return logit_scale.exp() * i.matmul(t.t());
     }
 
-    private void CheckImages(Tensor images)
-    {
-        if (images.dim() != 4 || images.shape[1] != InputChannels || images.shape[2] != ImageSize
-            || images.shape[3] != ImageSize || !images.is_floating_point())
-            throw new ArgumentException(
-                $"images must be floating [B, {InputChannels}, {ImageSize}, {ImageSize}] in [0, 1]; " +
-                $"got {images.dtype} [{string.Join(", ", images.shape)}].", nameof(images));
-    }
+    private void CheckImages(Tensor images) => TensorChecks.RequireImages(images, nameof(images), InputChannels, ImageSize);
 
     private void CheckIds(Tensor ids, string name)
     {
-        if (ids.dim() != 2 || ids.shape[1] > Config.ContextLength || ids.shape[1] == 0
-            || (ids.dtype != ScalarType.Int64 && ids.dtype != ScalarType.Int32))
-            throw new ArgumentException(
-                $"{name} must be int64 [n, L] with 1 <= L <= {Config.ContextLength}; got {ids.dtype} [{string.Join(", ", ids.shape)}].", name);
+        ArgumentNullException.ThrowIfNull(ids, name);
+        TensorChecks.Require(ids, ids.dim() == 2 && ids.shape[1] <= Config.ContextLength && ids.shape[1] > 0
+            && (ids.dtype == ScalarType.Int64 || ids.dtype == ScalarType.Int32), name, $"int64 [n, L] with 1 <= L <= {Config.ContextLength}");
     }
 }

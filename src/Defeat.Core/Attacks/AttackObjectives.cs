@@ -1,3 +1,4 @@
+using Defeat.Validation;
 using static TorchSharp.torch;
 
 namespace Defeat.Attacks;
@@ -16,11 +17,8 @@ public static class AttackObjectives
     public static Tensor PerSample(Tensor logits, Tensor labels, AttackLoss loss, bool targeted)
     {
         ArgumentNullException.ThrowIfNull(logits);
-        ArgumentNullException.ThrowIfNull(labels);
-        if (logits.dim() != 2)
-            throw new ArgumentException($"logits must be [B, classes], got [{string.Join(", ", logits.shape)}].", nameof(logits));
-        if (labels.dim() != 1 || labels.shape[0] != logits.shape[0])
-            throw new ArgumentException($"labels must be [{logits.shape[0]}] to match logits [{string.Join(", ", logits.shape)}], got [{string.Join(", ", labels.shape)}].", nameof(labels));
+        TensorChecks.Require(logits, logits.dim() == 2, nameof(logits), "[B, classes]");
+        TensorChecks.RequireLabels(labels, logits.shape[0], nameof(labels));
 
         var classes = logits.shape[1];
         // The margin compares with the best other class (DLR checks its own minimum below); with a single class there is none (max over nothing is -inf and its gradient NaN).

@@ -1,3 +1,5 @@
+using Defeat.Validation;
+
 namespace Defeat.Evaluation;
 
 /// <summary>Options of <see cref="AdaptiveAttackSuite"/>: the PGD budget shared by every attack of the suite.</summary>
@@ -21,11 +23,8 @@ public sealed record AdaptiveAttackOptions
     /// <summary>Throws when an option is out of range.</summary>
     public void Validate()
     {
-        if (Steps < 1)
-            throw new ArgumentOutOfRangeException(nameof(Steps), Steps, $"{nameof(Steps)} must be >= 1, got {Steps}.");
-        if (!(StepFraction > 0) || double.IsInfinity(StepFraction))
-            throw new ArgumentOutOfRangeException(nameof(StepFraction), StepFraction, $"{nameof(StepFraction)} must be a finite number > 0, got {StepFraction}.");
-        if (Restarts < 1)
-            throw new ArgumentOutOfRangeException(nameof(Restarts), Restarts, $"{nameof(Restarts)} must be >= 1, got {Restarts}.");
+        OptionChecks.AtLeast(Steps, 1, nameof(Steps));
+        OptionChecks.Positive(StepFraction, nameof(StepFraction));
+        OptionChecks.AtLeast(Restarts, 1, nameof(Restarts));
     }
 }

@@ -72,7 +72,7 @@ public static class AttackSanityChecks
     public static IReadOnlyList<int> Increases(IReadOnlyList<double> values, double tolerance = 0)
     {
         ArgumentNullException.ThrowIfNull(values);
-        if (!(tolerance >= 0)) throw new ArgumentOutOfRangeException(nameof(tolerance), tolerance, "Expected a tolerance >= 0.");
+        OptionChecks.NonNegative(tolerance, nameof(tolerance));
         return Enumerable.Range(1, Math.Max(0, values.Count - 1)).Where(i => values[i] > values[i - 1] + tolerance).ToList();
     }
 }

@@ -188,13 +188,10 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
     /// <param name="labels">Class indices.</param>
     public override DefeatOutput forward(Tensor images, Tensor labels)
     {
-        ArgumentNullException.ThrowIfNull(labels);
         CheckImages(images);
-        if (labels.dim() != 1 || labels.shape[0] != images.shape[0] || labels.dtype != ScalarType.Int64)
-            throw new ArgumentException($"labels must be int64 [{images.shape[0]}], got {labels.dtype} [{string.Join(", ", labels.shape)}].", nameof(labels));
+        TensorChecks.RequireLabels(labels, images.shape[0], nameof(labels), prompt_learner.ClassNames.Count);
         if (images.shape[0] == 0)
             throw new ArgumentException("images is an empty batch [0, ...]; the loss needs at least one image.", nameof(images));
-        TensorChecks.RequireLabels(labels, images.shape[0], nameof(labels), prompt_learner.ClassNames.Count);
 
         using var scope = NewDisposeScope();
         var pass = Run(images, Branch.Fused);
@@ -227,8 +224,9 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
         CheckImages(images);
         if (branch == Branch.Robust && shield is null)
             throw new InvalidOperationException("The robust branch needs the shield (DefeatModelOptions.UseShield is false).");
-        if (textFeatures is not null && (textFeatures.dim() != 2 || textFeatures.shape[0] != prompt_learner.ClassNames.Count))
-            throw new ArgumentException($"textFeatures must be [classes={prompt_learner.ClassNames.Count}, D], got [{string.Join(", ", textFeatures.shape)}].", nameof(textFeatures));
+        if (textFeatures is not null)
+            TensorChecks.Require(textFeatures, textFeatures.dim() == 2 && textFeatures.shape[0] == prompt_learner.ClassNames.Count,
+                nameof(textFeatures), $"[classes={prompt_learner.ClassNames.Count}, D]");
         using var scope = NewDisposeScope();
         var pass = Run(images, branch, textFeatures);
         var logits = branch switch

@@ -1,3 +1,5 @@
+using Defeat.Validation;
+
 namespace Defeat.Model;
 
 /// <summary>Options of <see cref="DefeatModel"/>: the objective's weights and which parts are used.</summary>
@@ -21,13 +23,8 @@ public sealed record DefeatModelOptions
     /// <summary>Checks every option; throws <see cref="ArgumentOutOfRangeException"/> naming the first bad one.</summary>
     public void Validate()
     {
-        static void Weight(double value, string name)
-        {
-            if (!(value >= 0) || double.IsInfinity(value))
-                throw new ArgumentOutOfRangeException(name, value, $"{name} must be a finite number >= 0, got {value}.");
-        }
-        Weight(AlignmentWeight, nameof(AlignmentWeight));
-        Weight(TextRegularizationWeight, nameof(TextRegularizationWeight));
-        Weight(VqVaeWeight, nameof(VqVaeWeight));
+        OptionChecks.NonNegative(AlignmentWeight, nameof(AlignmentWeight));
+        OptionChecks.NonNegative(TextRegularizationWeight, nameof(TextRegularizationWeight));
+        OptionChecks.NonNegative(VqVaeWeight, nameof(VqVaeWeight));
     }
 }

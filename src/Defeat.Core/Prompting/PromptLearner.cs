@@ -1,4 +1,5 @@
 using Defeat.Backbones;
+using Defeat.Validation;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -142,8 +143,8 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
     {
         ArgumentNullException.ThrowIfNull(normalizedTextFeatures);
         var target = HandcraftedTextFeatures;
-        if (!normalizedTextFeatures.shape.SequenceEqual(target.shape))
-            throw new ArgumentException($"normalizedTextFeatures must be [{string.Join(", ", target.shape)}] (classes, D), got [{string.Join(", ", normalizedTextFeatures.shape)}].", nameof(normalizedTextFeatures));
+        TensorChecks.Require(normalizedTextFeatures, normalizedTextFeatures.shape.SequenceEqual(target.shape), nameof(normalizedTextFeatures),
+            $"{TensorChecks.Shape(target)} (classes, D)");
         return nn.functional.l1_loss(normalizedTextFeatures, target);
     }
 

@@ -1,3 +1,5 @@
+using Defeat.Validation;
+
 namespace Defeat.Prompting;
 
 /// <summary>Options of <see cref="PromptLearner"/>.</summary>
@@ -30,14 +32,11 @@ public sealed record PromptLearnerOptions
     /// <summary>Checks every option; throws <see cref="ArgumentOutOfRangeException"/> or <see cref="ArgumentException"/> naming the first bad one.</summary>
     public void Validate()
     {
-        if (ContextInit is null && ContextLength < 1)
-            throw new ArgumentOutOfRangeException(nameof(ContextLength), ContextLength, $"{nameof(ContextLength)} must be >= 1, got {ContextLength}.");
+        if (ContextInit is null) OptionChecks.AtLeast(ContextLength, 1, nameof(ContextLength));
         if (ContextInit is not null && string.IsNullOrWhiteSpace(ContextInit))
             throw new ArgumentException($"{nameof(ContextInit)} must be null or a non-empty phrase, got \"{ContextInit}\".", nameof(ContextInit));
-        if (!(InitStd > 0) || double.IsInfinity(InitStd))
-            throw new ArgumentOutOfRangeException(nameof(InitStd), InitStd, $"{nameof(InitStd)} must be a finite number > 0, got {InitStd}.");
-        if (!Enum.IsDefined(ClassTokenPosition))
-            throw new ArgumentOutOfRangeException(nameof(ClassTokenPosition), ClassTokenPosition, $"{nameof(ClassTokenPosition)} must be End, Middle or Front, got {ClassTokenPosition}.");
+        OptionChecks.Positive(InitStd, nameof(InitStd));
+        OptionChecks.Defined(ClassTokenPosition, nameof(ClassTokenPosition));
         if (Templates is null || Templates.Count == 0)
             throw new ArgumentException($"{nameof(Templates)} must hold at least one template such as \"a photo of a {{0}}.\".", nameof(Templates));
         foreach (var template in Templates)

@@ -1,3 +1,5 @@
+using Defeat.Validation;
+
 namespace Defeat.Quantization;
 
 /// <summary>
@@ -65,36 +67,24 @@ public sealed record VectorQuantizerOptions
     public long MaxDistanceBytes { get; init; } = DefaultMaxDistanceBytes;
 
     /// <summary>Seed of every random choice (initialisation, k-means, dead-code restarts).</summary>
-    public long Seed { get; init; } = 0;
+    public ulong Seed { get; init; }
 
     /// <summary>Throws if any option is out of range; called by the <see cref="VectorQuantizer"/> constructor.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">An option is out of its range; the message names it.</exception>
-    /// <exception cref="ArgumentException">An enum option has an undefined value.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of its range, or an enum option has an undefined
+    /// value; the message names it.</exception>
     public void Validate()
     {
-        if (CodebookSize < 1)
-            throw new ArgumentOutOfRangeException(nameof(CodebookSize), CodebookSize, $"{nameof(CodebookSize)} must be at least 1; got {CodebookSize}.");
-        if (Dim < 1)
-            throw new ArgumentOutOfRangeException(nameof(Dim), Dim, $"{nameof(Dim)} must be at least 1; got {Dim}.");
-        if (!(CommitmentWeight >= 0) || double.IsInfinity(CommitmentWeight))
-            throw new ArgumentOutOfRangeException(nameof(CommitmentWeight), CommitmentWeight, $"{nameof(CommitmentWeight)} must be finite and >= 0; got {CommitmentWeight}.");
-        if (!Enum.IsDefined(Distance))
-            throw new ArgumentException($"{nameof(Distance)} must be Euclidean or Cosine; got {(int)Distance}.", nameof(Distance));
-        if (!Enum.IsDefined(CodebookUpdate))
-            throw new ArgumentException($"{nameof(CodebookUpdate)} must be Gradient or ExponentialMovingAverage; got {(int)CodebookUpdate}.", nameof(CodebookUpdate));
-        if (!(Decay >= 0 && Decay < 1))
-            throw new ArgumentOutOfRangeException(nameof(Decay), Decay, $"{nameof(Decay)} must be in [0, 1); got {Decay}.");
-        if (!(Epsilon > 0) || double.IsInfinity(Epsilon))
-            throw new ArgumentOutOfRangeException(nameof(Epsilon), Epsilon, $"{nameof(Epsilon)} must be finite and > 0; got {Epsilon}.");
-        if (KMeansIterations < 1)
-            throw new ArgumentOutOfRangeException(nameof(KMeansIterations), KMeansIterations, $"{nameof(KMeansIterations)} must be at least 1; got {KMeansIterations}.");
-        if (!(DeadCodeThreshold >= 0) || double.IsInfinity(DeadCodeThreshold))
-            throw new ArgumentOutOfRangeException(nameof(DeadCodeThreshold), DeadCodeThreshold, $"{nameof(DeadCodeThreshold)} must be finite and >= 0 (0 = off); got {DeadCodeThreshold}.");
-        if (InitScale is { } scale && (!(scale > 0) || double.IsInfinity(scale)))
-            throw new ArgumentOutOfRangeException(nameof(InitScale), scale, $"{nameof(InitScale)} must be finite and > 0, or null for 1/K; got {scale}.");
-        if (ChunkSize is { } chunk && chunk < 1)
-            throw new ArgumentOutOfRangeException(nameof(ChunkSize), chunk, $"{nameof(ChunkSize)} must be at least 1, or null to derive it from {nameof(MaxDistanceBytes)}; got {chunk}.");
-        if (MaxDistanceBytes < 1)
-            throw new ArgumentOutOfRangeException(nameof(MaxDistanceBytes), MaxDistanceBytes, $"{nameof(MaxDistanceBytes)} must be at least 1; got {MaxDistanceBytes}.");
+        OptionChecks.AtLeast(CodebookSize, 1, nameof(CodebookSize));
+        OptionChecks.AtLeast(Dim, 1, nameof(Dim));
+        OptionChecks.NonNegative(CommitmentWeight, nameof(CommitmentWeight));
+        OptionChecks.Defined(Distance, nameof(Distance));
+        OptionChecks.Defined(CodebookUpdate, nameof(CodebookUpdate));
+        OptionChecks.InRange(Decay, 0, 1, nameof(Decay), maximumIncluded: false);
+        OptionChecks.Positive(Epsilon, nameof(Epsilon));
+        OptionChecks.AtLeast(KMeansIterations, 1, nameof(KMeansIterations));
+        OptionChecks.NonNegative(DeadCodeThreshold, nameof(DeadCodeThreshold)); // 0 = off
+        if (InitScale is { } scale) OptionChecks.Positive(scale, nameof(InitScale)); // null = 1/K
+        if (ChunkSize is { } chunk) OptionChecks.AtLeast(chunk, 1, nameof(ChunkSize)); // null = from MaxDistanceBytes
+        OptionChecks.AtLeast(MaxDistanceBytes, 1, nameof(MaxDistanceBytes));
     }
 }

@@ -1,4 +1,5 @@
 using Defeat.Quantization;
+using Defeat.Validation;
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
@@ -75,9 +76,8 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
     public override ShieldOutput forward(Tensor gridFeatures)
     {
         ArgumentNullException.ThrowIfNull(gridFeatures);
-        if (gridFeatures.dim() != 3 || gridFeatures.shape[1] != GridPositions || gridFeatures.shape[2] != FeatureDim)
-            throw new ArgumentException($"gridFeatures must be [B, N={GridPositions}, D={FeatureDim}] " +
-                $"({Options.GridHeight} x {Options.GridWidth} grid), got [{string.Join(", ", gridFeatures.shape)}].", nameof(gridFeatures));
+        TensorChecks.Require(gridFeatures, gridFeatures.dim() == 3 && gridFeatures.shape[1] == GridPositions && gridFeatures.shape[2] == FeatureDim,
+            nameof(gridFeatures), $"[B, N={GridPositions}, D={FeatureDim}] ({Options.GridHeight} x {Options.GridWidth} grid)");
 
         using var scope = NewDisposeScope();
         var batch = gridFeatures.shape[0];
@@ -108,10 +108,9 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
     {
         ArgumentNullException.ThrowIfNull(classFeature);
         ArgumentNullException.ThrowIfNull(projectedFeature);
-        if (classFeature.dim() != 2 || classFeature.shape[1] != FeatureDim)
-            throw new ArgumentException($"classFeature must be [B, D={FeatureDim}], got [{string.Join(", ", classFeature.shape)}].", nameof(classFeature));
-        if (!projectedFeature.shape.SequenceEqual(classFeature.shape))
-            throw new ArgumentException($"projectedFeature must match classFeature [{string.Join(", ", classFeature.shape)}], got [{string.Join(", ", projectedFeature.shape)}].", nameof(projectedFeature));
+        TensorChecks.Require(classFeature, classFeature.dim() == 2 && classFeature.shape[1] == FeatureDim, nameof(classFeature), $"[B, D={FeatureDim}]");
+        TensorChecks.Require(projectedFeature, projectedFeature.shape.SequenceEqual(classFeature.shape), nameof(projectedFeature),
+            $"the shape of classFeature {TensorChecks.Shape(classFeature)}");
         return functional.l1_loss(functional.normalize(classFeature, dim: -1), functional.normalize(projectedFeature, dim: -1));
     }
 }

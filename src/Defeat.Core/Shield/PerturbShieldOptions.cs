@@ -1,4 +1,5 @@
 using Defeat.Quantization;
+using Defeat.Validation;
 
 namespace Defeat.Shield;
 
@@ -54,23 +55,14 @@ public sealed record PerturbShieldOptions
     /// <summary>Checks every option; throws <see cref="ArgumentOutOfRangeException"/> naming the first bad one.</summary>
     public void Validate()
     {
-        static void Positive(int value, string name)
-        {
-            if (value < 1) throw new ArgumentOutOfRangeException(name, value, $"{name} must be >= 1, got {value}.");
-        }
-        static void Weight(double value, string name)
-        {
-            if (!(value >= 0) || double.IsInfinity(value))
-                throw new ArgumentOutOfRangeException(name, value, $"{name} must be a finite number >= 0, got {value}.");
-        }
-        Positive(FeatureDim, nameof(FeatureDim));
-        Positive(GridHeight, nameof(GridHeight));
-        Positive(GridWidth, nameof(GridWidth));
-        Positive(HiddenDim, nameof(HiddenDim));
-        Positive(CodebookSize, nameof(CodebookSize));
-        Weight(ReconstructionWeight, nameof(ReconstructionWeight));
-        Weight(CodebookWeight, nameof(CodebookWeight));
-        Weight(CommitmentWeight, nameof(CommitmentWeight));
+        OptionChecks.AtLeast(FeatureDim, 1, nameof(FeatureDim));
+        OptionChecks.AtLeast(GridHeight, 1, nameof(GridHeight));
+        OptionChecks.AtLeast(GridWidth, 1, nameof(GridWidth));
+        OptionChecks.AtLeast(HiddenDim, 1, nameof(HiddenDim));
+        OptionChecks.AtLeast(CodebookSize, 1, nameof(CodebookSize));
+        OptionChecks.NonNegative(ReconstructionWeight, nameof(ReconstructionWeight));
+        OptionChecks.NonNegative(CodebookWeight, nameof(CodebookWeight));
+        OptionChecks.NonNegative(CommitmentWeight, nameof(CommitmentWeight));
         if (Quantizer is { } q && (q.CodebookSize != CodebookSize || q.Dim != HiddenDim))
             throw new ArgumentOutOfRangeException(nameof(Quantizer), q,
                 $"{nameof(Quantizer)} must have CodebookSize = {CodebookSize} and Dim = {HiddenDim} ({nameof(CodebookSize)}, {nameof(HiddenDim)}), got CodebookSize = {q.CodebookSize}, Dim = {q.Dim}.");

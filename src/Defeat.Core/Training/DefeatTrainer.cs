@@ -131,7 +131,7 @@ public sealed class DefeatTrainer
         using var checkpoint = store.LoadLatest(skipped);
         foreach (var reason in skipped) _logger.LogWarning("Skipping a broken checkpoint: {Reason}", reason);
         if (checkpoint is null) return 0;
-        int seed = checkpoint.Metadata["trainer"]?["seed"]?.GetValue<int>() ?? Options.Seed;
+        ulong seed = checkpoint.Metadata["trainer"]?["seed"]?.GetValue<ulong>() ?? Options.Seed;
         if (seed != Options.Seed)
             throw new CheckpointException($"{checkpoint.TensorsPath}: written with seed {seed}; this trainer has seed {Options.Seed}. Resume with the same seed or use another folder.");
         if (checkpoint.Epoch > Options.Epochs)
@@ -198,7 +198,7 @@ public sealed class DefeatTrainer
     // A stable, well-spread 63-bit seed for (seed, epoch, step); independent of the .NET version.
     private long Mix(int epoch, int step)
     {
-        ulong z = (ulong)Options.Seed * 0x9E3779B97F4A7C15UL ^ (ulong)(epoch + 1) * 0xBF58476D1CE4E5B9UL ^ (ulong)(step + 2) * 0x94D049BB133111EBUL;
+        ulong z = Options.Seed * 0x9E3779B97F4A7C15UL ^ (ulong)(epoch + 1) * 0xBF58476D1CE4E5B9UL ^ (ulong)(step + 2) * 0x94D049BB133111EBUL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
         return (long)((z ^ (z >> 31)) >> 1);

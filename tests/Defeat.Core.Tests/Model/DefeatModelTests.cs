@@ -266,7 +266,7 @@ public class DefeatModelTests
         Assert.That(e1!.ParamName, Is.EqualTo("labels"));
         Assert.That(e1.Message, Does.Contain("int64 [2]"));
         var e2 = Assert.Throws<ArgumentException>(() => model.Logits(zeros(3, 12, 12)));
-        Assert.That(e2!.Message, Does.Contain("[B, C, H, W]").And.Contain("[3, 12, 12]"));
+        Assert.That(e2!.Message, Does.Contain("[B, 3, 12, 12]").And.Contain("[3, 12, 12]"));
         var learner = new PromptLearner(backbone, Classes, new PromptLearnerOptions { ContextLength = 2 });
         var e3 = Assert.Throws<ArgumentException>(() => new DefeatModel(backbone, learner, new PerturbShield(SmallShield with { GridHeight = 2, GridWidth = 2 })));
         Assert.That(e3!.Message, Does.Contain("[B, 4, 8]").And.Contain("[B, 9, 8]"));
