@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Defeat.Backbones;
+using Defeat.Checkpoints;
 using Defeat.Data;
 using Defeat.Evaluation;
 using Defeat.Model;
@@ -55,7 +56,7 @@ internal sealed class Experiment(ClipSampleOptions options, Device device, ILogg
             Plots.Write(plot, byEpsilon, bySteps, options.Epsilons[^1]);
             string table = Path.Combine(options.Output, "results.md");
             string title = $"{source}, {options.Shots}-shot, {classes.Count} classes";
-            RobustnessStudy.WriteAtomically(table, $"{title}{Environment.NewLine}{Environment.NewLine}{ResultsTable.Markdown(reports)}{Environment.NewLine}");
+            AtomicFile.WriteAllText(table, $"{title}{Environment.NewLine}{Environment.NewLine}{ResultsTable.Markdown(reports)}{Environment.NewLine}");
             return new ClipSampleResults(reports, plot, table, classes, fewShot.Count, testSet.Count, device.ToString());
         }
         finally
@@ -67,7 +68,7 @@ internal sealed class Experiment(ClipSampleOptions options, Device device, ILogg
     private DefeatModel Build(IVisionLanguageBackbone backbone, IReadOnlyList<string> classes, DefeatModelOptions modelOptions, PerturbShieldOptions? shield)
     {
         manual_seed(options.Seed);
-        var prompts = new PromptLearnerOptions { Seed = (ulong)options.Seed, Templates = ClipSampleRunner.ZeroShotTemplates };
+        var prompts = new PromptLearnerOptions { Seed = (ulong)options.Seed };
         var model = DefeatModel.Create(backbone, classes, modelOptions with { UseShield = shield is not null }, prompts, shield);
         // DefeatModel moves only its trainable parts; the backbone was moved by the runner.
         model.to(device);

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Defeat.Attacks;
 using Defeat.Clip;
+using Defeat.Checkpoints;
 using Defeat.Data;
 using Defeat.Evaluation;
 using Defeat.Model;
@@ -82,7 +83,7 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
             string plot = Path.Combine(output, "robustness.png");
             Plots.Write(plot, byEpsilon, bySteps, settings.Epsilons[^1]);
             string table = Path.Combine(output, "results.md");
-            RobustnessStudy.WriteAtomically(table, ResultsTable.Markdown(reports) + Environment.NewLine + scale + sanity);
+            AtomicFile.WriteAllText(table, ResultsTable.Markdown(reports) + Environment.NewLine + scale + sanity);
             foreach (var (_, model, _) in methods) model.Dispose();
             return new ExperimentResults(reports, plot, table);
         });
@@ -111,7 +112,7 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
     private DefeatModel Build(ClipModel backbone, IReadOnlyList<string> classes, DefeatModelOptions options, PerturbShieldOptions? shield)
     {
         manual_seed(settings.Seed);
-        var prompts = new PromptLearnerOptions { Seed = (ulong)settings.Seed, Templates = CaptionTemplates.ZeroShot };
+        var prompts = new PromptLearnerOptions { Seed = (ulong)settings.Seed };
         return DefeatModel.Create(backbone, classes, options with { UseShield = shield is not null }, prompts, shield);
     }
 }

@@ -1,3 +1,4 @@
+using Defeat.Checkpoints;
 using ScottPlot;
 
 namespace Defeat.Samples.Shared;
@@ -33,8 +34,6 @@ public static class Plots
         right.Axes.SetLimitsY(0, 100);
         right.ShowLegend(Alignment.UpperRight);
 
-        string tmp = path + ".tmp.png";
-        multi.SavePng(tmp, 1400, 560);
-        File.Move(tmp, path, overwrite: true);
+        AtomicFile.Write(path, temp => multi.SavePng(temp, 1400, 560));
     }
 }

@@ -157,14 +157,6 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
         }.Concat(lines)) + Environment.NewLine;
     }
 
-    /// <summary>Writes text to a temporary file, then renames it: never a half-written file.</summary>
-    public static void WriteAtomically(string path, string text)
-    {
-        string tmp = path + ".tmp";
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, path, overwrite: true);
-    }
-
     private static string Slug(string name) => new(name.ToLowerInvariant().Select(c => char.IsLetterOrDigit(c) ? c : '-').ToArray());
 
     private static RobustnessReport Run(RobustnessEvaluator evaluator, string name, DefeatModel model, LabeledImages testSet,

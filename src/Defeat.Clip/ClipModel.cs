@@ -1,6 +1,7 @@
 using Defeat.Backbones;
 using Defeat.Clip.Modeling;
 using Defeat.Clip.Tokenization;
+using Defeat.Prompting;
 using Defeat.Validation;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -170,25 +171,11 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
     /// encoded, normalised, averaged over templates and normalised again, as CLIP's prompt ensembling does.
     /// </summary>
     /// <param name="classNames">The class names.</param>
-    /// <param name="templates">Templates such as <c>"a photo of a {0}."</c>; that single one when null.</param>
-    /// <returns>Unit-norm features <c>[K, D]</c>.</returns>
-    public Tensor ClassTextFeatures(IReadOnlyList<string> classNames, IReadOnlyList<string>? templates = null)
-    {
-        ArgumentNullException.ThrowIfNull(classNames);
-        if (classNames.Count == 0) throw new ArgumentException("classNames is empty; expected at least one class.", nameof(classNames));
-        templates ??= ["a photo of a {0}."];
-        if (templates.Count == 0) throw new ArgumentException("templates is empty; expected at least one template.", nameof(templates));
-        using var scope = torch.NewDisposeScope();
-        var device = token_embedding.weight!.device;
-        var perClass = new List<Tensor>(classNames.Count);
-        foreach (var name in classNames)
-        {
-            var texts = templates.Select(t => string.Format(System.Globalization.CultureInfo.InvariantCulture, t, name)).ToList();
-            var f = nn.functional.normalize(EncodeText(Tokenize(texts).to(device)), dim: -1).mean([0]);
-            perClass.Add(nn.functional.normalize(f, dim: -1));
-        }
-        return torch.stack(perClass).MoveToOuterDisposeScope();
-    }
+    /// <param name="templates">Templates such as <see cref="PromptTemplates.Default"/>; that single one when null.</param>
+    /// <returns>Unit-norm features <c>[K, D]</c> (see <see cref="PromptTemplates.ClassFeatures"/>).</returns>
+    /// <exception cref="ArgumentException">No class names, no templates, or a template without <c>{0}</c>.</exception>
+    public Tensor ClassTextFeatures(IReadOnlyList<string> classNames, IReadOnlyList<string>? templates = null) =>
+        PromptTemplates.ClassFeatures(this, classNames, templates ?? [PromptTemplates.Default]);
 
     /// <summary>CLIP's forward: logits per image <c>[B, n]</c> for images <c>[B, C, H, W]</c> and token ids <c>[n, L]</c>.</summary>
     public override Tensor forward(Tensor images, Tensor tokenIds)

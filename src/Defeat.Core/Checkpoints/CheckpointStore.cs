@@ -12,7 +12,7 @@ namespace Defeat.Checkpoints;
 /// <c>epoch-0003.json</c> (metadata plus the SHA-256 of the tensor file).
 /// </summary>
 /// <remarks>
-/// Each file is written under a temporary name and renamed into place, and the JSON file is
+/// Each file is written under a temporary name and renamed into place (<see cref="AtomicFile"/>), and the JSON file is
 /// written last and names the hash of its tensor file, so a pair is valid only if both writes
 /// completed. Writing epoch N never touches the files of earlier epochs: a crash or a kill at
 /// any point leaves the previous good checkpoint loadable. Older pairs beyond
@@ -54,7 +54,7 @@ public sealed class CheckpointStore
         using (var scope = NewDisposeScope())
         {
             var cpu = tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous());
-            WriteAtomically(tensorPath, tmp => Safetensors.SaveStateDict(tmp, cpu));
+            AtomicFile.Write(tensorPath, tmp => Safetensors.SaveStateDict(tmp, cpu));
         }
 
         var envelope = new JsonObject
@@ -65,7 +65,7 @@ public sealed class CheckpointStore
             ["sha256"] = Sha256(tensorPath),
             ["metadata"] = metadata.DeepClone(),
         };
-        WriteAtomically(jsonPath, tmp => File.WriteAllText(tmp, envelope.ToJsonString(new JsonSerializerOptions { WriteIndented = true })));
+        AtomicFile.WriteAllText(jsonPath, envelope.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         Prune();
         return jsonPath;
     }
@@ -134,20 +134,6 @@ public sealed class CheckpointStore
             string stem = Path.Combine(Directory, Prefix + epoch.ToString("D4", CultureInfo.InvariantCulture));
             File.Delete(stem + ".json"); // metadata first: a half-pruned pair is simply invalid
             File.Delete(stem + ".safetensors");
-        }
-    }
-
-    private static void WriteAtomically(string path, Action<string> write)
-    {
-        string tmp = path + ".tmp-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
-        try
-        {
-            write(tmp);
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
         }
     }
 

@@ -84,7 +84,7 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
         register_buffer("token_prefix", embedding[.., ..1].clone(), persistent: false);
         register_buffer("token_suffix", embedding[.., (1 + ContextLength)..].clone(), persistent: false);
         register_buffer("tokenized_prompts", tokenIds, persistent: false);
-        register_buffer("text_features", EncodeTemplates(textEncoder), persistent: false);
+        register_buffer("text_features", PromptTemplates.ClassFeatures(textEncoder, ClassNames, Options.Templates), persistent: false);
         RegisterComponents();
     }
 
@@ -146,19 +146,5 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
         TensorChecks.Require(normalizedTextFeatures, normalizedTextFeatures.shape.SequenceEqual(target.shape), nameof(normalizedTextFeatures),
             $"{TensorChecks.Shape(target)} (classes, D)");
         return nn.functional.l1_loss(normalizedTextFeatures, target);
-    }
-
-    // Mean over templates of the normalised features, normalised again (the usual prompt ensemble).
-    private Tensor EncodeTemplates(ITextEncoder textEncoder)
-    {
-        using var scope = NewDisposeScope();
-        Tensor? sum = null;
-        foreach (var template in Options.Templates)
-        {
-            var texts = ClassNames.Select(n => template.Replace("{0}", n, StringComparison.Ordinal)).ToArray();
-            var features = nn.functional.normalize(textEncoder.EncodeText(textEncoder.Tokenize(texts)), dim: -1);
-            sum = sum is null ? features : sum + features;
-        }
-        return nn.functional.normalize(sum! / Options.Templates.Count, dim: -1).detach().MoveToOuterDisposeScope();
     }
 }

@@ -20,8 +20,9 @@ public sealed record PromptLearnerOptions
     /// <summary>Where the class name goes relative to the context.</summary>
     public ClassTokenPosition ClassTokenPosition { get; init; } = ClassTokenPosition.End;
 
-    /// <summary>Hand-written templates of the text regulariser and of zero-shot use; <c>{}</c> marks the class name. Several are averaged.</summary>
-    public IReadOnlyList<string> Templates { get; init; } = new[] { "a photo of a {0}." };
+    /// <summary>Hand-written templates of the text regulariser and of zero-shot use; <c>{0}</c> marks the class name. Several are
+    /// averaged (<see cref="PromptTemplates.ClassFeatures"/>). Default: <see cref="PromptTemplates.Default"/> alone.</summary>
+    public IReadOnlyList<string> Templates { get; init; } = [PromptTemplates.Default];
 
     /// <summary>The placeholder word whose positions the learned context fills; it must be a single token.</summary>
     public string Placeholder { get; init; } = "X";
@@ -37,11 +38,7 @@ public sealed record PromptLearnerOptions
             throw new ArgumentException($"{nameof(ContextInit)} must be null or a non-empty phrase, got \"{ContextInit}\".", nameof(ContextInit));
         OptionChecks.Positive(InitStd, nameof(InitStd));
         OptionChecks.Defined(ClassTokenPosition, nameof(ClassTokenPosition));
-        if (Templates is null || Templates.Count == 0)
-            throw new ArgumentException($"{nameof(Templates)} must hold at least one template such as \"a photo of a {{0}}.\".", nameof(Templates));
-        foreach (var template in Templates)
-            if (template is null || !template.Contains("{0}", StringComparison.Ordinal))
-                throw new ArgumentException($"Every template must contain {{0}} where the class name goes, got \"{template}\".", nameof(Templates));
+        PromptTemplates.Validate(Templates, nameof(Templates));
         if (string.IsNullOrWhiteSpace(Placeholder) || Placeholder.Contains(' ', StringComparison.Ordinal))
             throw new ArgumentException($"{nameof(Placeholder)} must be a single word, got \"{Placeholder}\".", nameof(Placeholder));
     }

@@ -131,7 +131,7 @@ public class CheckpointDamageTests
         var first = State(1);
         store.Save(1, first, []);
         // A stray temporary file from a writer killed earlier (same process id) must not block the next write.
-        File.WriteAllText(TensorFile(2) + ".tmp-" + Environment.ProcessId, "half a file");
+        File.WriteAllText(AtomicFile.TempPath(TensorFile(2)), "half a file");
         // A tensor the writer cannot serialise makes the write fail after it started: as if it were killed.
         var broken = new Dictionary<string, Tensor>(State(2)) { ["z"] = zeros([2], dtype: ScalarType.ComplexFloat32) };
         Assert.That(() => store.Save(2, broken, []), Throws.Exception);
