@@ -14,7 +14,7 @@ namespace Defeat.Model;
 /// <param name="VqVaeLoss">The shield's weighted VQ-VAE loss (0 without shield).</param>
 /// <param name="ReconstructionLoss">Unweighted reconstruction MSE (0 without shield).</param>
 /// <param name="CodebookLoss">Unweighted codebook loss (0 without shield).</param>
-/// <param name="CommitmentLoss">Unweighted commitment loss (0 without shield).</param>
+/// <param name="CommitmentLoss">The quantizer's commitment loss, weighted by its beta (0 without shield).</param>
 /// <param name="Perplexity">Codebook perplexity of the batch (0 without shield).</param>
 /// <param name="Total"><c>CE + lambda * alignment + mu * text regulariser + VqVaeWeight * VQ-VAE loss</c>.</param>
 public sealed record DefeatOutput(

@@ -9,10 +9,9 @@ namespace Defeat.Quantization;
 /// </summary>
 /// <remarks>
 /// DEFEAT's official VQ-VAE loss is <c>0.5 * reconstruction + 0.1 * codebook + 0.025 * commitment</c>
-/// (see docs/method.md). Those weights belong to the caller (the PerturbShield): this quantizer
-/// returns the unweighted codebook loss and the commitment loss scaled only by
-/// <see cref="CommitmentWeight"/>. To reproduce DEFEAT exactly, either keep 0.25 here and weigh
-/// both terms by 0.1 outside, or set <see cref="CommitmentWeight"/> to 1 and weigh outside.
+/// (see docs/method.md). This quantizer returns the unweighted codebook loss and the commitment loss
+/// scaled by <see cref="CommitmentWeight"/> (0.25); the PerturbShield weighs both by its
+/// <c>CodebookWeight</c> (0.1), which gives DEFEAT's 0.025 for the commitment term.
 /// </remarks>
 public sealed record VectorQuantizerOptions
 {

@@ -14,11 +14,12 @@ namespace Defeat.Shield;
 /// <para>The input grid <c>[B, N, D]</c> (row-major) is arranged as the map <c>[B, D, h, w]</c>, encoded to
 /// <c>z_e</c>, snapped to codewords <c>z_q</c> (straight-through), decoded to <c>x̂</c>, flattened back to
 /// <c>[B, N, D]</c> and projected over the N positions to <c>[B, D]</c>.</para>
-/// <para>VQ-VAE loss = <c>ReconstructionWeight * mean((x - x̂)^2) + CodebookWeight * mean((sg[z_e] - z_q)^2)
-/// + CommitmentWeight * mean((z_e - sg[z_q])^2)</c>; with the defaults 0.5, 0.1, 0.025 this is the official
-/// loss. The shield owns all three weights: it reads the quantizer's unweighted <c>CodebookLoss</c> and computes
-/// the commitment term itself from the quantizer's input and output, so the quantizer's own commitment weight
-/// (beta) never changes the total.</para>
+/// <para>VQ-VAE loss = <c>ReconstructionWeight * mean((x - x̂)^2) + CodebookWeight * (CodebookLoss + CommitmentLoss)</c>
+/// with the quantizer's own terms: its unweighted <c>CodebookLoss = mean((sg[z_e] - z_q)^2)</c> and its
+/// <c>CommitmentLoss = beta * mean((z_e - sg[z_q])^2)</c>, where beta is the quantizer's commitment weight
+/// (<see cref="VectorQuantizerOptions.CommitmentWeight"/>, 0.25). The commitment weight therefore lives in one
+/// place, the quantizer, and the defaults 0.5, 0.1 and 0.25 give the official
+/// <c>0.5 * rec + 0.1 * codebook + 0.025 * commitment</c> (the paper's gamma = 0.25 beta).</para>
 /// <para>Submodules <c>vqvae</c> (<see cref="GridVqVae"/>) and <c>cls_projection</c>
 /// (<see cref="SemanticAlignmentProjection"/>) carry the official <c>CustomCLIP</c> field names, so the shield's
 /// state dict keys equal the official checkpoint's <c>vqvae.*</c> and <c>cls_projection.*</c> entries. Layers are
@@ -93,10 +94,9 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
 
         var reconstructionLoss = functional.mse_loss(xHat, x);
         var codebookLoss = quantized.CodebookLoss;
-        var commitmentLoss = functional.mse_loss(ze, quantized.Quantized.detach());
+        var commitmentLoss = quantized.CommitmentLoss;
         var loss = Options.ReconstructionWeight * reconstructionLoss
-                   + Options.CodebookWeight * codebookLoss
-                   + Options.CommitmentWeight * commitmentLoss;
+                   + Options.CodebookWeight * (codebookLoss + commitmentLoss);
 
         return new ShieldOutput(projected, reconstruction,
             quantized.Indices.reshape(batch, GridPositions),

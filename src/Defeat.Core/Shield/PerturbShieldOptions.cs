@@ -24,17 +24,16 @@ public sealed record PerturbShieldOptions
     /// <summary>Weight of the reconstruction MSE in the VQ-VAE loss (0.5 in DEFEAT).</summary>
     public double ReconstructionWeight { get; init; } = 0.5;
 
-    /// <summary>Weight of the codebook loss <c>mean((sg[z_e] - z_q)^2)</c> (0.1 in DEFEAT).</summary>
+    /// <summary>Weight of the quantizer's terms, <c>CodebookLoss + CommitmentLoss</c>, in the VQ-VAE loss (0.1 in DEFEAT). The
+    /// commitment term carries the quantizer's own weight (<see cref="VectorQuantizerOptions.CommitmentWeight"/>, 0.25), so
+    /// the commitment's overall weight is 0.1 * 0.25 = 0.025 as in DEFEAT.</summary>
     public double CodebookWeight { get; init; } = 0.1;
-
-    /// <summary>Weight of the commitment loss <c>mean((z_e - sg[z_q])^2)</c> (0.025 = 0.25 * 0.1 in DEFEAT).</summary>
-    public double CommitmentWeight { get; init; } = 0.025;
 
     /// <summary>
     /// Options of the quantizer the shield builds (EMA, k-means init, dead-code restart, cosine, ...). Null:
     /// the official one, <c>new VectorQuantizerOptions { CodebookSize = CodebookSize, Dim = HiddenDim }</c>.
     /// Its <c>CodebookSize</c> and <c>Dim</c> must equal <see cref="CodebookSize"/> and <see cref="HiddenDim"/>;
-    /// its <c>CommitmentWeight</c> has no effect inside the shield (the shield weighs the terms).
+    /// its <c>CommitmentWeight</c> is the commitment term's weight relative to the codebook term in the shield's loss.
     /// </summary>
     public VectorQuantizerOptions? Quantizer { get; init; }
 
@@ -62,7 +61,6 @@ public sealed record PerturbShieldOptions
         OptionChecks.AtLeast(CodebookSize, 1, nameof(CodebookSize));
         OptionChecks.NonNegative(ReconstructionWeight, nameof(ReconstructionWeight));
         OptionChecks.NonNegative(CodebookWeight, nameof(CodebookWeight));
-        OptionChecks.NonNegative(CommitmentWeight, nameof(CommitmentWeight));
         if (Quantizer is { } q && (q.CodebookSize != CodebookSize || q.Dim != HiddenDim))
             throw new ArgumentOutOfRangeException(nameof(Quantizer), q,
                 $"{nameof(Quantizer)} must have CodebookSize = {CodebookSize} and Dim = {HiddenDim} ({nameof(CodebookSize)}, {nameof(HiddenDim)}), got CodebookSize = {q.CodebookSize}, Dim = {q.Dim}.");

@@ -7,9 +7,9 @@ namespace Defeat.Shield;
 /// <param name="Reconstruction">The reconstructed grid <c>Î_patch</c>, <c>[B, N, D]</c>.</param>
 /// <param name="Indices">int64 codeword index of each grid position, <c>[B, N]</c>.</param>
 /// <param name="ReconstructionLoss"><c>mean((x - x̂)^2)</c>, unweighted (scalar); the target x is not detached.</param>
-/// <param name="CodebookLoss"><c>mean((sg[z_e] - z_q)^2)</c>, unweighted (scalar).</param>
-/// <param name="CommitmentLoss"><c>mean((z_e - sg[z_q])^2)</c>, unweighted (scalar).</param>
-/// <param name="Loss">The VQ-VAE loss: the three terms above with the shield's weights (scalar).</param>
+/// <param name="CodebookLoss">The quantizer's <c>mean((sg[z_e] - z_q)^2)</c>, unweighted (scalar).</param>
+/// <param name="CommitmentLoss">The quantizer's <c>beta * mean((z_e - sg[z_q])^2)</c>, weighted by its own commitment weight beta (scalar).</param>
+/// <param name="Loss">The VQ-VAE loss <c>ReconstructionWeight * reconstruction + CodebookWeight * (codebook + commitment)</c> (scalar).</param>
 /// <param name="Perplexity">Effective number of codewords used in this batch (scalar).</param>
 public sealed record ShieldOutput(
     Tensor Projected,

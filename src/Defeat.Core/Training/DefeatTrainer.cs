@@ -77,14 +77,16 @@ public sealed class DefeatTrainer
                 var sums = new Dictionary<string, double>();
                 double lossSum = 0;
 
-                using var order = randperm(trainSet.Count, generator: Generator(epoch, -1));
+                using var orderGenerator = Generator(epoch, -1);
+                using var order = randperm(trainSet.Count, generator: orderGenerator);
                 for (int step = 0; step < stepsPerEpoch; step++)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     using var scope = NewDisposeScope();
                     long first = (long)step * Options.BatchSize;
                     var index = order.narrow(0, first, Math.Min(Options.BatchSize, trainSet.Count - first));
-                    var x = Augment(trainSet.Images.index_select(0, index), Generator(epoch, step));
+                    using var stepGenerator = Generator(epoch, step);
+                    var x = Augment(trainSet.Images.index_select(0, index), stepGenerator);
                     var y = trainSet.Labels.index_select(0, index);
                     // Batches are drawn and augmented where the training set lives (seeded CPU generators), then moved.
                     if (Options.Device is { } device)
@@ -193,6 +195,7 @@ public sealed class DefeatTrainer
         return where(flip, images.flip(-1), images);
     }
 
+    // The caller disposes it (a generator holds native state).
     private Generator Generator(int epoch, int step) => new((ulong)Mix(epoch, step));
 
     // A stable, well-spread 63-bit seed for (seed, epoch, step); independent of the .NET version.
