@@ -4,10 +4,12 @@ using Defeat.Backbones;
 using Defeat.Data;
 using Defeat.Evaluation;
 using Defeat.Model;
+using Defeat.Prompting;
 using Defeat.Quantization;
 using Defeat.Shield;
 using Defeat.Training;
 using Microsoft.Extensions.Logging;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Defeat.Samples.Shared;
@@ -30,9 +32,149 @@ public sealed record StudySettings(
     IReadOnlyList<double> Epsilons, int PgdSteps, IReadOnlyList<double> CurveEpsilons, IReadOnlyList<int> CurveSteps,
     int Seed, string CheckpointRoot, int EvaluationBatchSize = 100, Device? Device = null);
 
-/// <summary>Trains, evaluates and draws curves for the samples' methods (zero-shot, APT-style, DEFEAT).</summary>
+/// <summary>One method of the study.</summary>
+/// <param name="Name">Shown in tables, plots and checkpoint folders.</param>
+/// <param name="Model">The model (the backbone it shares is not its own).</param>
+/// <param name="Train">Whether it is trained (zero-shot CLIP is not).</param>
+public sealed record StudyMethod(string Name, DefeatModel Model, bool Train);
+
+/// <summary>The study's methods; disposing the list disposes their models.</summary>
+public sealed class StudyMethods : IReadOnlyList<StudyMethod>, IDisposable
+{
+    private readonly List<StudyMethod> _methods = [];
+
+    /// <inheritdoc/>
+    public StudyMethod this[int index] => _methods[index];
+
+    /// <inheritdoc/>
+    public int Count => _methods.Count;
+
+    internal void Add(StudyMethod method) => _methods.Add(method);
+
+    /// <inheritdoc/>
+    public IEnumerator<StudyMethod> GetEnumerator() => _methods.GetEnumerator();
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+
+    /// <summary>Disposes every model.</summary>
+    public void Dispose()
+    {
+        foreach (var method in _methods) method.Model.Dispose();
+    }
+}
+
+/// <summary>Trains, evaluates and draws curves for the samples' methods (zero-shot, APT-style, DEFEAT): the same
+/// roster and protocol for every data set.</summary>
 public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory loggers)
 {
+    /// <summary>
+    /// The roster on one backbone: zero-shot CLIP, APT-style adversarial prompt tuning (no shield, no text
+    /// regulariser), DEFEAT with the official quantizer and DEFEAT with the anti-collapse quantizer. Each is built
+    /// from the study's seed (the same prompt context and shield weights for every data set) and moved to the
+    /// study's device when it has one; the backbone must already be there.
+    /// </summary>
+    /// <param name="backbone">The frozen backbone every method shares.</param>
+    /// <param name="classes">Class names in label order.</param>
+    /// <param name="codebookSize">Codewords of the DEFEAT variants (512 in DEFEAT).</param>
+    public StudyMethods Methods(IVisionLanguageBackbone backbone, IReadOnlyList<string> classes, int codebookSize = 512)
+    {
+        var methods = new StudyMethods();
+        try
+        {
+            methods.Add(new("zero-shot", Build(backbone, classes, new DefeatModelOptions { UseShield = false, UseLearnedPrompts = false }, null), false));
+            methods.Add(new("APT-style", Build(backbone, classes, new DefeatModelOptions { UseShield = false, TextRegularizationWeight = 0 }, null), true));
+            methods.Add(new("DEFEAT (official)", Build(backbone, classes, new DefeatModelOptions(), OfficialShield(backbone, codebookSize)), true));
+            methods.Add(new("DEFEAT (anti-collapse)", Build(backbone, classes, new DefeatModelOptions(), AntiCollapseShield(backbone, settings.Seed, codebookSize)), true));
+            return methods;
+        }
+        catch
+        {
+            methods.Dispose();
+            throw;
+        }
+    }
+
+    private DefeatModel Build(IVisionLanguageBackbone backbone, IReadOnlyList<string> classes, DefeatModelOptions options, PerturbShieldOptions? shield)
+    {
+        manual_seed(settings.Seed);
+        var prompts = new PromptLearnerOptions { Seed = (ulong)settings.Seed };
+        var model = DefeatModel.Create(backbone, classes, options with { UseShield = shield is not null }, prompts, shield);
+        // DefeatModel moves only its trainable parts; the backbone was moved by the caller.
+        if (settings.Device is { } device) model.to(device);
+        return model;
+    }
+
+    /// <summary>Trains each method that trains, then evaluates every method (<see cref="Evaluate"/> at the study's radii).</summary>
+    /// <param name="methods">The roster.</param>
+    /// <param name="fewShot">The training images.</param>
+    /// <param name="testSet">The evaluation images.</param>
+    /// <param name="metadata">The checkpoint metadata of a method, by name.</param>
+    /// <param name="progress">Receives each stage's progress.</param>
+    /// <param name="ct">Stops between steps.</param>
+    /// <returns>One report per method, in roster order.</returns>
+    public List<RobustnessReport> TrainAndEvaluate(IReadOnlyList<StudyMethod> methods, LabeledImages fewShot, LabeledImages testSet,
+        Func<string, JsonObject> metadata, IProgress<StageProgress> progress, CancellationToken ct)
+    {
+        var log = loggers.CreateLogger<RobustnessStudy>();
+        var reports = new List<RobustnessReport>();
+        foreach (var (name, model, train) in methods)
+        {
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            if (train) Train(name, model, fewShot, metadata(name), progress, ct);
+            var trained = watch.Elapsed;
+            model.eval();
+            reports.Add(Evaluate(name, model, testSet, settings.Epsilons, settings.PgdSteps, progress, ct));
+            log.LogInformation("{Method}: trained in {Train:F1} s, evaluated in {Eval:F1} s", name, trained.TotalSeconds, (watch.Elapsed - trained).TotalSeconds);
+        }
+        return reports;
+    }
+
+    /// <summary>
+    /// Draws robust accuracy against epsilon and against PGD steps for the two baselines and the DEFEAT variant with
+    /// the better worst-case robustness at the largest radius, and writes the PNG.
+    /// </summary>
+    /// <param name="path">The PNG.</param>
+    /// <param name="methods">The roster (baselines first, then the DEFEAT variants).</param>
+    /// <param name="reports">The roster's reports from <see cref="TrainAndEvaluate"/>, in the same order.</param>
+    /// <param name="testSet">The evaluation images.</param>
+    /// <param name="progress">Receives each stage's progress.</param>
+    /// <param name="ct">Stops between steps.</param>
+    /// <returns><paramref name="path"/>.</returns>
+    public string WritePlot(string path, IReadOnlyList<StudyMethod> methods, IReadOnlyList<RobustnessReport> reports, LabeledImages testSet,
+        IProgress<StageProgress> progress, CancellationToken ct)
+    {
+        var defeat = methods.Skip(2).Zip(reports.Skip(2)).MaxBy(m => m.Second.ByEpsilon[^1].RobustAccuracy);
+        var curved = new[] { (methods[0], reports[0]), (methods[1], reports[1]), (defeat.First, defeat.Second) };
+        var byEpsilon = curved.Select(c => EpsilonCurve(c.Item1.Name, c.Item1.Model, c.Item2, testSet, progress, ct)).ToList();
+        var bySteps = curved.Select(c => StepsCurve(c.Item1.Name, c.Item1.Model, c.Item2, testSet, progress, ct)).ToList();
+        Plots.Write(path, byEpsilon, bySteps, settings.Epsilons[^1]);
+        return path;
+    }
+
+    /// <summary>The literature's sanity checks on each method: accuracy under PGD on the fused output at large radii
+    /// must fall toward chance, and an unbounded attack (eps = 1) must succeed on (nearly) every image. Returns a
+    /// markdown table.</summary>
+    /// <param name="methods">The roster.</param>
+    /// <param name="testSet">The evaluation images.</param>
+    /// <param name="ct">Stops the attacks.</param>
+    public string SanityChecks(IEnumerable<StudyMethod> methods, LabeledImages testSet, CancellationToken ct)
+    {
+        double[] radii = [16.0 / 255, 64.0 / 255, 1.0];
+        var lines = new List<string>
+        {
+            "", $"Sanity checks (PGD-{settings.PgdSteps} on the fused output, {testSet.Count} images; chance is {100.0 / testSet.ClassNames.Count:F0} %):", "",
+            "| method | eps 16/255 | eps 64/255 | eps 1 (unbounded) |", "|---|---|---|---|",
+        };
+        foreach (var (name, model, _) in methods)
+        {
+            var subject = AdaptiveAttackSuite.Subject(model, name);
+            var accuracy = AttackSanityChecks.AccuracyByEpsilon(subject.Predict, testSet.Images, testSet.Labels, radii,
+                eps => new PgdAttack(PgdOptions.DefeatEvaluation(eps) with { Steps = settings.PgdSteps, Seed = (ulong)settings.Seed }), ct);
+            lines.Add($"| {name} | {string.Join(" | ", accuracy.Select(a => (a * 100).ToString("F1", System.Globalization.CultureInfo.InvariantCulture)))} |");
+        }
+        return string.Join(Environment.NewLine, lines) + Environment.NewLine;
+    }
+
     /// <summary>The official VQ-VAE halves the width (512 -> 256) and keeps 512 codes: the same ratio for any backbone.</summary>
     public static PerturbShieldOptions OfficialShield(IVisionLanguageBackbone backbone, int codebookSize = 512) => new()
     {
