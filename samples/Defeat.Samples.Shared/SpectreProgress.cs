@@ -22,12 +22,27 @@ public sealed class SpectreProgress(ProgressContext context) : IProgress<StagePr
         context.Refresh();
     }
 
-    /// <summary>Runs <paramref name="work"/> under a progress display with the usual columns.</summary>
-    public static T Run<T>(Func<IProgress<StageProgress>, T> work) =>
-        AnsiConsole.Progress()
+    /// <summary>
+    /// Runs <paramref name="work"/> under a live progress display with the usual columns when the console is
+    /// interactive; otherwise (output redirected to a file or a CI log) with <see cref="PlainProgress"/>, which prints one
+    /// plain line per finished stage instead of redrawing every task line on each refresh.
+    /// </summary>
+    /// <param name="work">The work; it reports each stage's progress.</param>
+    /// <param name="console">The console; <see cref="AnsiConsole.Console"/> when null.</param>
+    public static T Run<T>(Func<IProgress<StageProgress>, T> work, IAnsiConsole? console = null)
+    {
+        ArgumentNullException.ThrowIfNull(work);
+        console ??= AnsiConsole.Console;
+        if (!console.Profile.Capabilities.Interactive)
+        {
+            using var plain = new PlainProgress(console);
+            return work(plain);
+        }
+        return console.Progress()
             .AutoClear(false)
             .HideCompleted(false)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(),
                 new ElapsedTimeColumn(), new RemainingTimeColumn())
             .Start(ctx => work(new SpectreProgress(ctx)));
+    }
 }
