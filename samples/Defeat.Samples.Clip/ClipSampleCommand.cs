@@ -1,21 +1,18 @@
 using System.CommandLine;
 using System.Diagnostics;
-using Defeat.Clip.Loading;
 using Defeat.Samples.Shared;
-using Microsoft.Extensions.Logging;
 using Spectre.Console;
-using static TorchSharp.torch;
 
 namespace Defeat.Samples.Clip;
 
 /// <summary>The sample's command line: options, logging, the progress display, and one clear line (exit code 2) for expected failures.</summary>
 public static class ClipSampleCommand
 {
-    /// <summary>Exit code of a run that failed for a reason the user can fix (a path, an option, a missing GPU).</summary>
-    public const int UsageError = 2;
+    /// <summary>Exit code of a run that failed for a reason the user can fix (<see cref="SampleCommand.UsageError"/>).</summary>
+    public const int UsageError = SampleCommand.UsageError;
 
-    /// <summary>Exit code of a cancelled run (Ctrl+C).</summary>
-    public const int Cancelled = 130;
+    /// <summary>Exit code of a cancelled run (<see cref="SampleCommand.Cancelled"/>).</summary>
+    public const int Cancelled = SampleCommand.Cancelled;
 
     /// <summary>Builds the root command.</summary>
     public static RootCommand Create()
@@ -70,42 +67,19 @@ public static class ClipSampleCommand
                 TextHeads = parse.GetValue(textHeads),
                 MergesPath = parse.GetValue(merges),
             };
-            if (parse.GetValue(threads) is > 0 and var n) set_num_threads(n);
-            using var loggers = LoggerFactory.Create(b => b
-                .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
-                .SetMinimumLevel(parse.GetValue(verbose) ? LogLevel.Information : LogLevel.Warning));
+            SampleCommand.SetThreads(parse.GetValue(threads));
+            using var loggers = SampleCommand.Loggers(parse.GetValue(verbose));
             var watch = Stopwatch.StartNew();
             var results = SpectreProgress.Run(progress => ClipSampleRunner.Run(options, progress, loggers, ct));
-            foreach (var table in ResultsTable.Build(results.Reports, $"{results.ClassNames.Count} classes, {options.Shots}-shot"))
-                AnsiConsole.Write(table);
-            AnsiConsole.MarkupLineInterpolated($"Plot: [bold]{results.PlotPath}[/]   Table: [bold]{results.TablePath}[/]");
+            SampleCommand.PrintResults(results.Reports, $"{results.ClassNames.Count} classes, {options.Shots}-shot", results.PlotPath, results.TablePath);
             AnsiConsole.MarkupLineInterpolated($"{results.TrainImages} training and {results.TestImages} test images on {results.Device}; wall time {watch.Elapsed:hh\\:mm\\:ss}.");
         })));
         return root;
     }
 
-    /// <summary>Runs <paramref name="action"/>; expected failures (bad paths or options, a missing GPU, unreadable files)
-    /// print one line and give <see cref="UsageError"/>, cancellation gives <see cref="Cancelled"/>.</summary>
+    /// <summary>Runs <paramref name="action"/> as <see cref="SampleCommand.Guarded"/> does, with this sample's own input errors
+    /// (<see cref="DatasetException"/>, <see cref="DeviceUnavailableException"/>) among the expected failures.</summary>
     /// <param name="action">The work.</param>
     /// <returns>0, <see cref="UsageError"/> or <see cref="Cancelled"/>.</returns>
-    public static int Guarded(Action action)
-    {
-        ArgumentNullException.ThrowIfNull(action);
-        try
-        {
-            action();
-            return 0;
-        }
-        catch (OperationCanceledException)
-        {
-            AnsiConsole.MarkupLine("[yellow]Cancelled; each method's last completed epoch is kept in the checkpoints folder (a rerun resumes).[/]");
-            return Cancelled;
-        }
-        catch (Exception e) when (e is ArgumentException or DatasetException or DeviceUnavailableException or FileNotFoundException
-                                      or DirectoryNotFoundException or ClipCheckpointException or Defeat.Checkpoints.CheckpointException)
-        {
-            AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
-            return UsageError;
-        }
-    }
+    public static int Guarded(Action action) => SampleCommand.Guarded(action, typeof(DatasetException), typeof(DeviceUnavailableException));
 }

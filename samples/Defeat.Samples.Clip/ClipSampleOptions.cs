@@ -1,3 +1,5 @@
+using Defeat.Validation;
+
 namespace Defeat.Samples.Clip;
 
 /// <summary>Everything one run of the CLIP sample needs: the checkpoints, the data, the schedule and the device.</summary>
@@ -90,26 +92,32 @@ public sealed record ClipSampleOptions
             throw new ArgumentException($"--split {SplitPath} needs --image-root: the folder its relative image paths start from.", nameof(ImageRoot));
         if (ImageFolder is not null && ImageRoot is not null)
             throw new ArgumentException("--image-root goes with --split only; an image folder (--images) holds its own files.", nameof(ImageRoot));
-        if (Shots < 1) throw new ArgumentOutOfRangeException(nameof(Shots), Shots, "Expected at least 1 shot per class.");
-        if (TestPerClass is < 1) throw new ArgumentOutOfRangeException(nameof(TestPerClass), TestPerClass, "Expected at least 1 test image per class (or none given: all of them).");
-        if (Epochs < 1) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "Expected at least 1 epoch.");
-        if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "Expected at least 1.");
-        if (EvaluationBatchSize < 1) throw new ArgumentOutOfRangeException(nameof(EvaluationBatchSize), EvaluationBatchSize, "Expected at least 1.");
-        if (PgdSteps < 1) throw new ArgumentOutOfRangeException(nameof(PgdSteps), PgdSteps, "Expected at least 1 PGD step.");
-        if (Epsilons is null || Epsilons.Count == 0 || Epsilons.Any(e => !(e > 0 && e <= 1)))
-            throw new ArgumentOutOfRangeException(nameof(Epsilons), Epsilons is null ? "null" : string.Join(", ", Epsilons), "Expected at least one radius in (0, 1].");
-        if (CurveEpsilons is null || CurveEpsilons.Count == 0 || CurveEpsilons.Any(e => !(e >= 0 && e <= 1)))
-            throw new ArgumentOutOfRangeException(nameof(CurveEpsilons), CurveEpsilons is null ? "null" : string.Join(", ", CurveEpsilons), "Expected at least one radius in [0, 1].");
-        if (CurveSteps is null || CurveSteps.Count == 0 || CurveSteps.Any(s => s < 1))
-            throw new ArgumentOutOfRangeException(nameof(CurveSteps), CurveSteps is null ? "null" : string.Join(", ", CurveSteps), "Expected at least one step count, each at least 1.");
-        if (!(TrainEpsilon > 0 && TrainEpsilon <= 1)) throw new ArgumentOutOfRangeException(nameof(TrainEpsilon), TrainEpsilon, "Expected a radius in (0, 1].");
-        if (CodebookSize < 2) throw new ArgumentOutOfRangeException(nameof(CodebookSize), CodebookSize, "Expected at least 2 codes.");
-        if (VisionHeads is < 1) throw new ArgumentOutOfRangeException(nameof(VisionHeads), VisionHeads, "Expected at least 1 head.");
-        if (TextHeads is < 1) throw new ArgumentOutOfRangeException(nameof(TextHeads), TextHeads, "Expected at least 1 head.");
+        OptionChecks.AtLeast(Shots, 1, nameof(Shots));
+        if (TestPerClass is { } perClass) OptionChecks.AtLeast(perClass, 1, nameof(TestPerClass)); // null: all of them
+        OptionChecks.AtLeast(Epochs, 1, nameof(Epochs));
+        OptionChecks.AtLeast(BatchSize, 1, nameof(BatchSize));
+        OptionChecks.AtLeast(EvaluationBatchSize, 1, nameof(EvaluationBatchSize));
+        OptionChecks.AtLeast(PgdSteps, 1, nameof(PgdSteps));
+        NotEmpty(Epsilons, nameof(Epsilons));
+        foreach (var e in Epsilons) OptionChecks.InRange(e, 0, 1, nameof(Epsilons), minimumIncluded: false);
+        NotEmpty(CurveEpsilons, nameof(CurveEpsilons));
+        foreach (var e in CurveEpsilons) OptionChecks.InRange(e, 0, 1, nameof(CurveEpsilons));
+        NotEmpty(CurveSteps, nameof(CurveSteps));
+        foreach (var s in CurveSteps) OptionChecks.AtLeast(s, 1, nameof(CurveSteps));
+        OptionChecks.InRange(TrainEpsilon, 0, 1, nameof(TrainEpsilon), minimumIncluded: false);
+        OptionChecks.AtLeast(CodebookSize, 2, nameof(CodebookSize));
+        if (VisionHeads is { } visionHeads) OptionChecks.AtLeast(visionHeads, 1, nameof(VisionHeads));
+        if (TextHeads is { } textHeads) OptionChecks.AtLeast(textHeads, 1, nameof(TextHeads));
         bool cuda = Device == "cuda" || Device.StartsWith("cuda:", StringComparison.Ordinal);
         if (Device != "cpu" && !cuda)
             throw new ArgumentException($"--device {Device} is not known; expected cpu, cuda or cuda:N.", nameof(Device));
         if (Half && !cuda)
             throw new ArgumentException("--half needs --device cuda: half-precision matrix products on the CPU are slow or unsupported; drop --half on the CPU.", nameof(Half));
+    }
+
+    private static void NotEmpty<T>(IReadOnlyList<T>? values, string name)
+    {
+        if (values is null || values.Count == 0)
+            throw new ArgumentOutOfRangeException(name, $"{name} must hold at least one value, got none.");
     }
 }

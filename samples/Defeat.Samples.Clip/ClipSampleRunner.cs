@@ -11,7 +11,6 @@ using Defeat.Prompting;
 using Defeat.Quantization;
 using Defeat.Samples.Shared;
 using Defeat.Shield;
-using Defeat.Training;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
@@ -37,9 +36,6 @@ public sealed record ClipSampleResults(IReadOnlyList<RobustnessReport> Reports, 
 /// </summary>
 public static class ClipSampleRunner
 {
-    /// <summary>The hand-written prompt of zero-shot classification and DEFEAT's text regulariser.</summary>
-    public static IReadOnlyList<string> ZeroShotTemplates { get; } = ["a photo of a {0}."];
-
     /// <summary>Turns a device name into a device, checking that it is present.</summary>
     /// <param name="name">"cpu", "cuda" or "cuda:N".</param>
     /// <exception cref="DeviceUnavailableException">CUDA was asked for and <c>torch.cuda.is_available()</c> is false, or the index is too large.</exception>

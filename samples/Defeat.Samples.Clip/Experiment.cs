@@ -1,11 +1,8 @@
 using System.Text.Json.Nodes;
 using Defeat.Backbones;
+using Defeat.Checkpoints;
 using Defeat.Data;
-using Defeat.Evaluation;
-using Defeat.Prompting;
 using Defeat.Samples.Shared;
-using Defeat.Shield;
-using TorchSharp;
 using Defeat.Training;
 using Microsoft.Extensions.Logging;
 using static TorchSharp.torch;
@@ -28,49 +25,13 @@ internal sealed class Experiment(ClipSampleOptions options, Device device, ILogg
         IProgress<StageProgress> progress, CancellationToken ct)
     {
         var classes = fewShot.ClassNames;
-        var methods = new List<(string Name, DefeatModel Model, bool Train)>();
-        try
-        {
-            methods.Add(("zero-shot", Build(backbone, classes, new DefeatModelOptions { UseShield = false, UseLearnedPrompts = false }, null), false));
-            methods.Add(("APT-style", Build(backbone, classes, new DefeatModelOptions { UseShield = false, TextRegularizationWeight = 0 }, null), true));
-            methods.Add(("DEFEAT (official)", Build(backbone, classes, new DefeatModelOptions(), RobustnessStudy.OfficialShield(backbone, options.CodebookSize)), true));
-            methods.Add(("DEFEAT (anti-collapse)", Build(backbone, classes, new DefeatModelOptions(), RobustnessStudy.AntiCollapseShield(backbone, options.Seed, options.CodebookSize)), true));
-
-            var reports = new List<RobustnessReport>();
-            foreach (var (name, model, train) in methods)
-            {
-                if (train) _study.Train(name, model, fewShot, Metadata(name, fewShot), progress, ct);
-                model.eval();
-                reports.Add(_study.Evaluate(name, model, testSet, options.Epsilons, options.PgdSteps, progress, ct));
-            }
-
-            // Curves for the baselines and the DEFEAT variant with the better worst-case robustness at the largest radius.
-            var defeat = methods.Skip(2).Zip(reports.Skip(2)).MaxBy(m => m.Second.ByEpsilon[^1].RobustAccuracy);
-            var curved = new[] { (methods[0].Name, methods[0].Model, reports[0]), (methods[1].Name, methods[1].Model, reports[1]), (defeat.First.Name, defeat.First.Model, defeat.Second) };
-            var byEpsilon = curved.Select(c => _study.EpsilonCurve(c.Item1, c.Item2, c.Item3, testSet, progress, ct)).ToList();
-            var bySteps = curved.Select(c => _study.StepsCurve(c.Item1, c.Item2, c.Item3, testSet, progress, ct)).ToList();
-
-            string plot = Path.Combine(options.Output, "robustness.png");
-            Plots.Write(plot, byEpsilon, bySteps, options.Epsilons[^1]);
-            string table = Path.Combine(options.Output, "results.md");
-            string title = $"{source}, {options.Shots}-shot, {classes.Count} classes";
-            RobustnessStudy.WriteAtomically(table, $"{title}{Environment.NewLine}{Environment.NewLine}{ResultsTable.Markdown(reports)}{Environment.NewLine}");
-            return new ClipSampleResults(reports, plot, table, classes, fewShot.Count, testSet.Count, device.ToString());
-        }
-        finally
-        {
-            foreach (var (_, model, _) in methods) model.Dispose();
-        }
-    }
-
-    private DefeatModel Build(IVisionLanguageBackbone backbone, IReadOnlyList<string> classes, DefeatModelOptions modelOptions, PerturbShieldOptions? shield)
-    {
-        manual_seed(options.Seed);
-        var prompts = new PromptLearnerOptions { Seed = (ulong)options.Seed, Templates = ClipSampleRunner.ZeroShotTemplates };
-        var model = DefeatModel.Create(backbone, classes, modelOptions with { UseShield = shield is not null }, prompts, shield);
-        // DefeatModel moves only its trainable parts; the backbone was moved by the runner.
-        model.to(device);
-        return model;
+        using var methods = _study.Methods(backbone, classes, options.CodebookSize);
+        var reports = _study.TrainAndEvaluate(methods, fewShot, testSet, name => Metadata(name, fewShot), progress, ct);
+        string plot = _study.WritePlot(Path.Combine(options.Output, "robustness.png"), methods, reports, testSet, progress, ct);
+        string table = Path.Combine(options.Output, "results.md");
+        string title = $"{source}, {options.Shots}-shot, {classes.Count} classes";
+        AtomicFile.WriteAllText(table, $"{title}{Environment.NewLine}{Environment.NewLine}{ResultsTable.Markdown(reports)}{Environment.NewLine}");
+        return new ClipSampleResults(reports, plot, table, classes, fewShot.Count, testSet.Count, device.ToString());
     }
 
     private JsonObject Metadata(string name, LabeledImages fewShot) => new()

@@ -126,7 +126,7 @@ public sealed class BackboneBuilder(BackboneSettings settings, ILogger logger)
     public static Tensor ClassText(ClipModel model, IReadOnlyList<string> classNames)
     {
         using var noGrad = no_grad();
-        return model.ClassTextFeatures(classNames, CaptionTemplates.ZeroShot);
+        return model.ClassTextFeatures(classNames);
     }
 
     /// <summary>Zero-shot logits of the class feature against fixed class text features.</summary>

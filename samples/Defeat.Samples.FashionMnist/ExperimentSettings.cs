@@ -1,3 +1,5 @@
+using Defeat.Validation;
+
 namespace Defeat.Samples.FashionMnist;
 
 /// <summary>The sample's experiment: what is trained and how hard it is attacked.</summary>
@@ -52,14 +54,13 @@ public sealed record ExperimentSettings
     /// <summary>Throws when a setting is out of range, naming it.</summary>
     public void Validate()
     {
-        if (Shots < 1 || Shots > Experiment.ReservePerClass)
-            throw new ArgumentOutOfRangeException(nameof(Shots), Shots, $"Expected 1 to {Experiment.ReservePerClass} shots per class.");
-        if (Epochs < 2) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "Expected at least 2 (one warm-up epoch, then the cosine schedule).");
-        if (TestPerClass < 1 || TestPerClass > 1000)
-            throw new ArgumentOutOfRangeException(nameof(TestPerClass), TestPerClass, "Expected 1 to 1000 test images per class (the test split has 1000).");
-        if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "Expected a positive learning rate.");
-        if (PgdSteps < 1) throw new ArgumentOutOfRangeException(nameof(PgdSteps), PgdSteps, "Expected at least 1 PGD step.");
-        if (Epsilons.Count == 0 || Epsilons.Any(e => !(e > 0 && e <= 1)))
-            throw new ArgumentOutOfRangeException(nameof(Epsilons), string.Join(", ", Epsilons), "Expected at least one radius in (0, 1].");
+        OptionChecks.InRange(Shots, 1, Experiment.ReservePerClass, nameof(Shots)); // the reserve holds 100 per class
+        OptionChecks.AtLeast(Epochs, 2, nameof(Epochs)); // one warm-up epoch, then the cosine schedule
+        OptionChecks.InRange(TestPerClass, 1, 1000, nameof(TestPerClass)); // the test split has 1000 per class
+        OptionChecks.Positive(LearningRate, nameof(LearningRate));
+        OptionChecks.AtLeast(PgdSteps, 1, nameof(PgdSteps));
+        if (Epsilons.Count == 0)
+            throw new ArgumentOutOfRangeException(nameof(Epsilons), $"{nameof(Epsilons)} must hold at least one radius, got none.");
+        foreach (var e in Epsilons) OptionChecks.InRange(e, 0, 1, nameof(Epsilons), minimumIncluded: false);
     }
 }

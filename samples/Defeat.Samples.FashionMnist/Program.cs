@@ -41,15 +41,15 @@ var pretrain = new Command("pretrain", "Pre-train the sample's small CLIP (contr
 root.Add(pretrain);
 root.Add(StudyCommand.Create(dataOption, backboneOption, threadsOption, verboseOption, (parse, action) => Guarded(() =>
 {
-    using var loggers = Loggers(parse.GetValue(verboseOption));
-    SetThreads(parse.GetValue(threadsOption));
+    using var loggers = SampleCommand.Loggers(parse.GetValue(verboseOption));
+    SampleCommand.SetThreads(parse.GetValue(threadsOption));
     action(loggers);
 })));
 
 pretrain.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
 {
-    using var loggers = Loggers(parse.GetValue(verboseOption));
-    SetThreads(parse.GetValue(threadsOption));
+    using var loggers = SampleCommand.Loggers(parse.GetValue(verboseOption));
+    SampleCommand.SetThreads(parse.GetValue(threadsOption));
     var settings = (parse.GetValue(quickOption) ? BackboneSettings.Quick() : new BackboneSettings()) with { Seed = parse.GetValue(seedOption) };
     using var train = FashionMnist.Load(FashionMnist.Locate(parse.GetValue(dataOption)), train: true);
     var watch = Stopwatch.StartNew();
@@ -62,8 +62,8 @@ pretrain.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
 
 root.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
 {
-    using var loggers = Loggers(parse.GetValue(verboseOption));
-    SetThreads(parse.GetValue(threadsOption));
+    using var loggers = SampleCommand.Loggers(parse.GetValue(verboseOption));
+    SampleCommand.SetThreads(parse.GetValue(threadsOption));
     var settings = (parse.GetValue(fullOption) ? ExperimentSettings.Full() : new ExperimentSettings()) with { Seed = parse.GetValue(seedOption) };
     if (parse.GetValue(epochsOption) is { } epochs) settings = settings with { Epochs = epochs };
     if (parse.GetValue(testOption) is { } perClass) settings = settings with { TestPerClass = perClass };
@@ -81,8 +81,7 @@ root.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
     using var model = LoadOrBuildBackbone(parse.GetValue(backboneOption), train, output, loggers, ct);
     var results = new Experiment(settings, loggers).Run(model, train, test, output, ct);
 
-    foreach (var table in ResultsTable.Build(results.Reports, "Fashion-MNIST, few-shot")) AnsiConsole.Write(table);
-    AnsiConsole.MarkupLineInterpolated($"Plot: [bold]{results.PlotPath}[/]   Table: [bold]{results.TablePath}[/]");
+    SampleCommand.PrintResults(results.Reports, "Fashion-MNIST, few-shot", results.PlotPath, results.TablePath);
     AnsiConsole.MarkupLineInterpolated($"Wall time {watch.Elapsed:mm\\:ss} on {Environment.ProcessorCount} cores ({get_num_threads()} TorchSharp threads).");
 })));
 
@@ -109,31 +108,5 @@ static ClipModel BuildBackbone(LabeledImages train, BackboneSettings settings, I
     return SpectreProgress.Run(progress => new BackboneBuilder(settings, loggers.CreateLogger<BackboneBuilder>()).Build(pool, progress, ct));
 }
 
-static ILoggerFactory Loggers(bool verbose) => LoggerFactory.Create(b => b
-    .AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
-    .SetMinimumLevel(verbose ? LogLevel.Information : LogLevel.Warning));
-
-static void SetThreads(int threads)
-{
-    if (threads > 0) set_num_threads(threads);
-}
-
 // Expected failures (missing data, bad files) get one clear line, not a stack trace.
-static int Guarded(Action action)
-{
-    try
-    {
-        action();
-        return 0;
-    }
-    catch (OperationCanceledException)
-    {
-        AnsiConsole.MarkupLine("[yellow]Cancelled; the last completed epoch's checkpoint is kept.[/]");
-        return 130;
-    }
-    catch (Exception e) when (e is ArgumentException or DirectoryNotFoundException or InvalidDataException or IdxFormatException or ClipCheckpointException or Defeat.Checkpoints.CheckpointException)
-    {
-        AnsiConsole.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
-        return 2;
-    }
-}
+static int Guarded(Action action) => SampleCommand.Guarded(action, typeof(IdxFormatException), typeof(InvalidDataException));

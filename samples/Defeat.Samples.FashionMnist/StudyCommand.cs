@@ -7,7 +7,7 @@ using Defeat.Samples.Shared;
 using Defeat.Samples.Shared.Study;
 using Microsoft.Extensions.Logging;
 using Spectre.Console;
-using FashionMnistData = Defeat.Data.FashionMnist;
+using FashionMnistData = Defeat.Samples.FashionMnist.FashionMnist;
 
 namespace Defeat.Samples.FashionMnist;
 
@@ -69,7 +69,7 @@ public static class StudyCommand
                 train.Subset(FewShotSplit.Draw(reserveLabels, classes.Count, shots, seed).FewShot.Select(r => reserve[(int)r]).ToList());
 
             var runner = new StudyRunner(settings, backbone, classes, FewShot, testSet,
-                seed => new PromptLearnerOptions { Seed = (ulong)seed, Templates = CaptionTemplates.ZeroShot }, folder, loggers);
+                seed => new PromptLearnerOptions { Seed = (ulong)seed }, folder, loggers);
             var cells = StudyRunner.Plan(chosen, seedList, i, n);
             AnsiConsole.MarkupLineInterpolated($"Study in [bold]{folder}[/]: {cells.Count} cells in shard {i}/{n}; protocol {settings.Fingerprint()}");
             int ran = SpectreProgress.Run(progress => runner.Run(cells, progress, CancellationToken.None));
@@ -104,7 +104,7 @@ public static class StudyCommand
         var summary = StudySummary.FromFolder(cellFolder);
         string markdown = summary.Markdown();
         string path = Path.Combine(folder, "summary.md");
-        RobustnessStudy.WriteAtomically(path, markdown);
+        Defeat.Checkpoints.AtomicFile.WriteAllText(path, markdown);
         AnsiConsole.WriteLine(markdown);
         AnsiConsole.MarkupLineInterpolated($"Summary: [bold]{path}[/]");
     }

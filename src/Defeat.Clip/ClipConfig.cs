@@ -1,3 +1,5 @@
+using Defeat.Validation;
+
 namespace Defeat.Clip;
 
 /// <summary>
@@ -125,18 +127,18 @@ public sealed record ClipConfig
     /// <exception cref="ArgumentException">Options do not fit together.</exception>
     public void Validate()
     {
-        Positive(EmbedDim, nameof(EmbedDim));
-        Positive(ImageResolution, nameof(ImageResolution));
-        Positive(VisionLayers, nameof(VisionLayers));
-        Positive(VisionWidth, nameof(VisionWidth));
-        Positive(VisionPatchSize, nameof(VisionPatchSize));
-        Positive(InputChannels, nameof(InputChannels));
-        Positive(ContextLength, nameof(ContextLength));
-        Positive(VocabSize, nameof(VocabSize));
-        Positive(TextWidth, nameof(TextWidth));
-        Positive(TextLayers, nameof(TextLayers));
-        if (VisionHeads is { } vh) Positive(vh, nameof(VisionHeads));
-        if (TextHeads is { } th) Positive(th, nameof(TextHeads));
+        OptionChecks.AtLeast(EmbedDim, 1, nameof(EmbedDim));
+        OptionChecks.AtLeast(ImageResolution, 1, nameof(ImageResolution));
+        OptionChecks.AtLeast(VisionLayers, 1, nameof(VisionLayers));
+        OptionChecks.AtLeast(VisionWidth, 1, nameof(VisionWidth));
+        OptionChecks.AtLeast(VisionPatchSize, 1, nameof(VisionPatchSize));
+        OptionChecks.AtLeast(InputChannels, 1, nameof(InputChannels));
+        OptionChecks.AtLeast(ContextLength, 1, nameof(ContextLength));
+        OptionChecks.AtLeast(VocabSize, 1, nameof(VocabSize));
+        OptionChecks.AtLeast(TextWidth, 1, nameof(TextWidth));
+        OptionChecks.AtLeast(TextLayers, 1, nameof(TextLayers));
+        if (VisionHeads is { } vh) OptionChecks.AtLeast(vh, 1, nameof(VisionHeads));
+        if (TextHeads is { } th) OptionChecks.AtLeast(th, 1, nameof(TextHeads));
         if (ImageResolution % VisionPatchSize != 0)
             throw new ArgumentException(
                 $"{nameof(ImageResolution)} ({ImageResolution}) must be a multiple of {nameof(VisionPatchSize)} ({VisionPatchSize}).", nameof(ImageResolution));
@@ -158,11 +160,5 @@ public sealed record ClipConfig
         foreach (var m in ImageMean)
             if (double.IsNaN(m) || double.IsInfinity(m))
                 throw new ArgumentOutOfRangeException(nameof(ImageMean), m, $"{nameof(ImageMean)} values must be finite.");
-    }
-
-    private static void Positive(int value, string name)
-    {
-        if (value <= 0)
-            throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive; got {value}.");
     }
 }

@@ -1,6 +1,8 @@
 using Defeat.Backbones;
 using Defeat.Clip.Modeling;
 using Defeat.Clip.Tokenization;
+using Defeat.Prompting;
+using Defeat.Validation;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -99,7 +101,7 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
         var tokens = visual.forward(normalize.forward(images.to(visual.parameters().First().dtype)));
         var cls = tokens[.., 0].contiguous();
         var grid = tokens[.., 1..].contiguous();
-        return new ImageFeatures(cls.MoveToOuterDisposeScope(), grid.MoveToOuterDisposeScope());
+        return new ImageFeatures(cls, grid).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc/>
@@ -136,12 +138,10 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
     public Tensor EncodeEmbeddings(Tensor promptEmbeddings, Tensor tokenIds)
     {
         CheckIds(tokenIds, nameof(tokenIds));
-        if (promptEmbeddings.dim() != 3 || promptEmbeddings.shape[0] != tokenIds.shape[0]
-            || promptEmbeddings.shape[1] != tokenIds.shape[1] || promptEmbeddings.shape[2] != Config.TextWidth
-            || !promptEmbeddings.is_floating_point())
-            throw new ArgumentException(
-                $"promptEmbeddings must be floating [{tokenIds.shape[0]}, {tokenIds.shape[1]}, {Config.TextWidth}] to match tokenIds; " +
-                $"got {promptEmbeddings.dtype} [{string.Join(", ", promptEmbeddings.shape)}].", nameof(promptEmbeddings));
+        ArgumentNullException.ThrowIfNull(promptEmbeddings);
+        TensorChecks.Require(promptEmbeddings, promptEmbeddings.dim() == 3 && promptEmbeddings.shape[0] == tokenIds.shape[0]
+            && promptEmbeddings.shape[1] == tokenIds.shape[1] && promptEmbeddings.shape[2] == Config.TextWidth && promptEmbeddings.is_floating_point(),
+            nameof(promptEmbeddings), $"floating-point [{tokenIds.shape[0]}, {tokenIds.shape[1]}, {Config.TextWidth}] to match tokenIds");
         using var scope = torch.NewDisposeScope();
         long n = tokenIds.shape[0], length = tokenIds.shape[1];
         var x = promptEmbeddings + positional_embedding[..(int)length].to(promptEmbeddings.dtype);
@@ -159,9 +159,8 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
     /// or <see cref="EncodeText"/>; normalised here.</param>
     public Tensor ZeroShotLogits(Tensor images, Tensor classTextFeatures)
     {
-        if (classTextFeatures.dim() != 2 || classTextFeatures.shape[1] != FeatureDim)
-            throw new ArgumentException(
-                $"classTextFeatures must be [K, {FeatureDim}]; got [{string.Join(", ", classTextFeatures.shape)}].", nameof(classTextFeatures));
+        ArgumentNullException.ThrowIfNull(classTextFeatures);
+        TensorChecks.Require(classTextFeatures, classTextFeatures.dim() == 2 && classTextFeatures.shape[1] == FeatureDim, nameof(classTextFeatures), $"[K, {FeatureDim}]");
         using var scope = torch.NewDisposeScope();
         using var features = EncodeImage(images);
         return ScaledCosine(features.ClassFeature, classTextFeatures).MoveToOuterDisposeScope();
@@ -172,25 +171,11 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
     /// encoded, normalised, averaged over templates and normalised again, as CLIP's prompt ensembling does.
     /// </summary>
     /// <param name="classNames">The class names.</param>
-    /// <param name="templates">Templates such as <c>"a photo of a {0}."</c>; that single one when null.</param>
-    /// <returns>Unit-norm features <c>[K, D]</c>.</returns>
-    public Tensor ClassTextFeatures(IReadOnlyList<string> classNames, IReadOnlyList<string>? templates = null)
-    {
-        ArgumentNullException.ThrowIfNull(classNames);
-        if (classNames.Count == 0) throw new ArgumentException("classNames is empty; expected at least one class.", nameof(classNames));
-        templates ??= ["a photo of a {0}."];
-        if (templates.Count == 0) throw new ArgumentException("templates is empty; expected at least one template.", nameof(templates));
-        using var scope = torch.NewDisposeScope();
-        var device = token_embedding.weight!.device;
-        var perClass = new List<Tensor>(classNames.Count);
-        foreach (var name in classNames)
-        {
-            var texts = templates.Select(t => string.Format(System.Globalization.CultureInfo.InvariantCulture, t, name)).ToList();
-            var f = nn.functional.normalize(EncodeText(Tokenize(texts).to(device)), dim: -1).mean([0]);
-            perClass.Add(nn.functional.normalize(f, dim: -1));
-        }
-        return torch.stack(perClass).MoveToOuterDisposeScope();
-    }
+    /// <param name="templates">Templates such as <see cref="PromptTemplates.Default"/>; that single one when null.</param>
+    /// <returns>Unit-norm features <c>[K, D]</c> (see <see cref="PromptTemplates.ClassFeatures"/>).</returns>
+    /// <exception cref="ArgumentException">No class names, no templates, or a template without <c>{0}</c>.</exception>
+    public Tensor ClassTextFeatures(IReadOnlyList<string> classNames, IReadOnlyList<string>? templates = null) =>
+        PromptTemplates.ClassFeatures(this, classNames, templates ?? [PromptTemplates.Default]);
 
     /// <summary>CLIP's forward: logits per image <c>[B, n]</c> for images <c>[B, C, H, W]</c> and token ids <c>[n, L]</c>.</summary>
     public override Tensor forward(Tensor images, Tensor tokenIds)
@@ -251,20 +236,12 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
         return logit_scale.exp() * i.matmul(t.t());
     }
 
-    private void CheckImages(Tensor images)
-    {
-        if (images.dim() != 4 || images.shape[1] != InputChannels || images.shape[2] != ImageSize
-            || images.shape[3] != ImageSize || !images.is_floating_point())
-            throw new ArgumentException(
-                $"images must be floating [B, {InputChannels}, {ImageSize}, {ImageSize}] in [0, 1]; " +
-                $"got {images.dtype} [{string.Join(", ", images.shape)}].", nameof(images));
-    }
+    private void CheckImages(Tensor images) => TensorChecks.RequireImages(images, nameof(images), InputChannels, ImageSize);
 
     private void CheckIds(Tensor ids, string name)
     {
-        if (ids.dim() != 2 || ids.shape[1] > Config.ContextLength || ids.shape[1] == 0
-            || (ids.dtype != ScalarType.Int64 && ids.dtype != ScalarType.Int32))
-            throw new ArgumentException(
-                $"{name} must be int64 [n, L] with 1 <= L <= {Config.ContextLength}; got {ids.dtype} [{string.Join(", ", ids.shape)}].", name);
+        ArgumentNullException.ThrowIfNull(ids, name);
+        TensorChecks.Require(ids, ids.dim() == 2 && ids.shape[1] <= Config.ContextLength && ids.shape[1] > 0
+            && (ids.dtype == ScalarType.Int64 || ids.dtype == ScalarType.Int32), name, $"int64 [n, L] with 1 <= L <= {Config.ContextLength}");
     }
 }

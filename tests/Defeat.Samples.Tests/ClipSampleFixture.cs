@@ -1,6 +1,4 @@
-extern alias clipsample;
-
-using clipsample::Defeat.Samples.Clip;
+using Defeat.Samples.Clip;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 

@@ -1,12 +1,10 @@
-extern alias clipsample;
-
-using clipsample::Defeat.Samples.Clip;
-using clipsample::Defeat.Samples.Shared;
 using Defeat.Clip;
 using Defeat.Clip.Loading;
 using Defeat.Clip.Preprocessing;
 using Defeat.Clip.Tokenization;
 using Defeat.Data;
+using Defeat.Samples.Clip;
+using Defeat.Samples.Shared;
 
 namespace Defeat.Tests.Samples;
 

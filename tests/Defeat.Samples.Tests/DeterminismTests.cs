@@ -2,6 +2,7 @@ using Defeat.Attacks;
 using Defeat.Clip;
 using Defeat.Data;
 using Defeat.Evaluation;
+using Defeat.Model;
 using Defeat.Prompting;
 using Defeat.Shield;
 using Defeat.Training;
@@ -21,7 +22,7 @@ public class DeterminismTests
     }
 
     /// <summary>Builds, trains and evaluates from scratch; returns the weights' bytes and the report.</summary>
-    private static (Dictionary<string, byte[]> Weights, RobustnessReport? Report) Run(int trainerSeed, bool evaluate = true)
+    private static (Dictionary<string, byte[]> Weights, RobustnessReport? Report) Run(ulong trainerSeed, bool evaluate = true)
     {
         using var clip = new ClipModel(ClipConfig.Tiny(imageResolution: 8, patchSize: 2, inputChannels: 1, width: 32, layers: 1, heads: 1, embedDim: 16));
         clip.InitializeParameters(seed: 3);

@@ -3,6 +3,7 @@ using Defeat.Checkpoints;
 using Defeat.Clip;
 using Defeat.Data;
 using Defeat.Evaluation;
+using Defeat.Model;
 using Defeat.Training;
 
 namespace Defeat.Tests.Samples;

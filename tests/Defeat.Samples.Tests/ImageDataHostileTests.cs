@@ -1,8 +1,6 @@
-extern alias clipsample;
-
 using System.Buffers.Binary;
 using System.Diagnostics;
-using clipsample::Defeat.Samples.Clip;
+using Defeat.Samples.Clip;
 using Defeat.Clip.Preprocessing;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.Processing;

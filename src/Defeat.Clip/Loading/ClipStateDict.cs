@@ -1,3 +1,4 @@
+using Defeat.Checkpoints;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -77,24 +78,9 @@ public static class ClipStateDict
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(stateDict);
         var expected = module.state_dict();
-        var problems = new List<string>();
-        foreach (var (key, target) in expected)
-        {
-            if (!stateDict.TryGetValue(key, out var found))
-                problems.Add($"missing key '{key}': expected shape {Shape(target)}");
-            else if (!found.shape.SequenceEqual(target.shape))
-                problems.Add($"wrong shape for '{key}': expected {Shape(target)}, found {Shape(found)}");
-        }
-        foreach (var (key, found) in stateDict)
-            if (!expected.ContainsKey(key) && !IgnoredKeys.Contains(key))
-                problems.Add($"unexpected key '{key}': found shape {Shape(found)}");
+        var problems = StateDictCopy.Mismatches(expected, stateDict, IgnoredKeys);
         if (problems.Count > 0)
             throw new ClipCheckpointException($"The checkpoint does not fit the model ({problems.Count} problem{(problems.Count == 1 ? "" : "s")}).", path, problems);
-
-        using var noGrad = torch.no_grad();
-        foreach (var (key, target) in expected)
-            target.copy_(stateDict[key].to(target.dtype, target.device));
+        StateDictCopy.CopyInto(expected, stateDict, IgnoredKeys);
     }
-
-    private static string Shape(Tensor t) => "[" + string.Join(", ", t.shape) + "]";
 }

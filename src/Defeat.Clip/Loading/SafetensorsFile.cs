@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Defeat.Checkpoints;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -264,29 +265,20 @@ public static class SafetensorsFile
         }
         var headerBytes = Encoding.UTF8.GetBytes(header.ToJsonString());
         int pad = (8 - headerBytes.Length % 8) % 8;
-        var full = Path.GetFullPath(path);
-        var temp = full + ".tmp-" + Guid.NewGuid().ToString("N");
-        try
+        AtomicFile.Write(path, temp =>
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            using var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20);
+            Span<byte> len = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)(headerBytes.Length + pad));
+            stream.Write(len);
+            stream.Write(headerBytes);
+            for (int i = 0; i < pad; i++) stream.WriteByte((byte)' ');
+            foreach (var (_, tensor) in ordered)
             {
-                Span<byte> len = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)(headerBytes.Length + pad));
-                stream.Write(len);
-                stream.Write(headerBytes);
-                for (int i = 0; i < pad; i++) stream.WriteByte((byte)' ');
-                foreach (var (_, tensor) in ordered)
-                {
-                    using var cpu = tensor.detach().cpu().contiguous();
-                    if (cpu.numel() > 0) stream.Write(cpu.bytes);
-                }
+                using var cpu = tensor.detach().cpu().contiguous();
+                if (cpu.numel() > 0) stream.Write(cpu.bytes);
             }
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
+        });
     }
 
     private static void CopyInto(Tensor t, Span<byte> data)

@@ -1,3 +1,4 @@
+using Defeat.Validation;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -36,9 +37,7 @@ public sealed class ImageNormalization : nn.Module<Tensor, Tensor>
     /// <inheritdoc/>
     public override Tensor forward(Tensor x)
     {
-        if (x.dim() != 4 || x.shape[1] != _mean.Length)
-            throw new ArgumentException(
-                $"images must be [B, {_mean.Length}, H, W]; got [{string.Join(", ", x.shape)}].", nameof(x));
+        TensorChecks.Require(x, x.dim() == 4 && x.shape[1] == _mean.Length, nameof(x), $"images [B, {_mean.Length}, H, W]");
         using var mean = torch.tensor(_mean, dtype: x.dtype, device: x.device).view(1, -1, 1, 1);
         using var std = torch.tensor(_std, dtype: x.dtype, device: x.device).view(1, -1, 1, 1);
         return (x - mean) / std;

@@ -1,3 +1,4 @@
+using Defeat.Validation;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using TorchSharp;
@@ -70,10 +71,8 @@ public sealed class ClipPreprocessor
     {
         ArgumentNullException.ThrowIfNull(images);
         bool single = images.dim() == 3;
-        if ((images.dim() != 3 && images.dim() != 4) || images.shape[^3] != Channels
-            || (!images.is_floating_point() && images.dtype != ScalarType.Byte))
-            throw new ArgumentException(
-                $"images must be float or uint8 [B, {Channels}, H, W] or [{Channels}, H, W]; got {images.dtype} [{string.Join(", ", images.shape)}].", nameof(images));
+        TensorChecks.Require(images, (images.dim() == 3 || images.dim() == 4) && images.shape[^3] == Channels
+            && (images.is_floating_point() || images.dtype == ScalarType.Byte), nameof(images), $"float or uint8 [B, {Channels}, H, W] or [{Channels}, H, W]");
         using var scope = torch.NewDisposeScope();
         var x = single ? images.unsqueeze(0) : images;
         x = x.dtype == ScalarType.Byte ? x.to(ScalarType.Float32) / 255.0 : x.to(ScalarType.Float32);

@@ -1,3 +1,4 @@
+using Defeat.Validation;
 using static TorchSharp.torch;
 
 namespace Defeat.Attacks;
@@ -110,12 +111,8 @@ public static class AttackObjectives
     private static void CheckLabels(Tensor logits, Tensor labels)
     {
         ArgumentNullException.ThrowIfNull(logits);
-        ArgumentNullException.ThrowIfNull(labels);
-        if (logits.dim() != 2)
-            throw new ArgumentException($"logits must be [B, classes], got [{string.Join(", ", logits.shape)}].", nameof(logits));
-        if (labels.dim() != 1 || labels.shape[0] != logits.shape[0])
-            throw new ArgumentException($"labels must be [{logits.shape[0]}] to match logits [{string.Join(", ", logits.shape)}], got [{string.Join(", ", labels.shape)}].", nameof(labels));
-        Validation.TensorChecks.RequireLabels(labels, logits.shape[0], nameof(labels), logits.shape[1]);
+        TensorChecks.Require(logits, logits.dim() == 2, nameof(logits), "[B, classes]");
+        TensorChecks.RequireLabels(labels, logits.shape[0], nameof(labels), logits.shape[1]);
     }
 
     // z_label - max over the other classes.

@@ -241,8 +241,7 @@ public sealed class PgdAttack : IAdversarialAttack
     private static Tensor CheckLogits(Tensor logits, Tensor labels, ref bool labelsChecked)
     {
         long batch = labels.shape[0];
-        if (logits.dim() != 2 || logits.shape[0] != batch)
-            throw new ArgumentException($"The model must return logits [B={batch}, classes], got [{string.Join(", ", logits.shape)}].", "model");
+        TensorChecks.Require(logits, logits.dim() == 2 && logits.shape[0] == batch, "model", $"a function returning logits [B={batch}, classes]");
         if (!labelsChecked)
         {
             TensorChecks.RequireLabels(labels, batch, nameof(labels), logits.shape[1]);
@@ -254,12 +253,9 @@ public sealed class PgdAttack : IAdversarialAttack
     private static void CheckInputs(Tensor images, Tensor labels)
     {
         ArgumentNullException.ThrowIfNull(images);
-        ArgumentNullException.ThrowIfNull(labels);
-        if (images.dim() < 2 || !images.is_floating_point())
-            throw new ArgumentException($"images must be floating-point [B, C, H, W] pixels in [0, 1], got {images.dtype} {TensorChecks.Shape(images)}.", nameof(images));
+        TensorChecks.Require(images, images.dim() >= 2 && images.is_floating_point(), nameof(images), "floating-point [B, C, H, W] pixels in [0, 1]");
         TensorChecks.RequireLabels(labels, images.shape[0], nameof(labels));
-        if (labels.device.type != images.device.type)
-            throw new ArgumentException($"labels must be on the images' device {images.device}, got a tensor on {labels.device}.", nameof(labels));
+        TensorChecks.RequireDevice(labels, images.device, nameof(labels), "the images");
         TensorChecks.RequirePixelRange(images, nameof(images));
     }
 }

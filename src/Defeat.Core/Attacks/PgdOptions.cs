@@ -1,3 +1,5 @@
+using Defeat.Validation;
+
 namespace Defeat.Attacks;
 
 /// <summary>Options of <see cref="PgdAttack"/> (projected gradient descent in pixel space).</summary>
@@ -46,17 +48,11 @@ public sealed record PgdOptions
     /// <summary>Checks every option; throws <see cref="ArgumentOutOfRangeException"/> naming the first bad one.</summary>
     public void Validate()
     {
-        if (!(Epsilon >= 0) || double.IsInfinity(Epsilon))
-            throw new ArgumentOutOfRangeException(nameof(Epsilon), Epsilon, $"{nameof(Epsilon)} must be a finite number >= 0, got {Epsilon}.");
-        if (!(StepSize >= 0) || double.IsInfinity(StepSize))
-            throw new ArgumentOutOfRangeException(nameof(StepSize), StepSize, $"{nameof(StepSize)} must be a finite number >= 0, got {StepSize}.");
-        if (Steps < 0)
-            throw new ArgumentOutOfRangeException(nameof(Steps), Steps, $"{nameof(Steps)} must be >= 0, got {Steps}.");
-        if (Restarts < 1)
-            throw new ArgumentOutOfRangeException(nameof(Restarts), Restarts, $"{nameof(Restarts)} must be >= 1, got {Restarts}.");
-        if (!Enum.IsDefined(Norm))
-            throw new ArgumentOutOfRangeException(nameof(Norm), Norm, $"{nameof(Norm)} must be LInf or L2, got {Norm}.");
-        if (!Enum.IsDefined(Loss))
-            throw new ArgumentOutOfRangeException(nameof(Loss), Loss, $"{nameof(Loss)} must be CrossEntropy, Margin or Dlr, got {Loss}.");
+        OptionChecks.NonNegative(Epsilon, nameof(Epsilon));
+        OptionChecks.NonNegative(StepSize, nameof(StepSize));
+        OptionChecks.AtLeast(Steps, 0, nameof(Steps));
+        OptionChecks.AtLeast(Restarts, 1, nameof(Restarts));
+        OptionChecks.Defined(Norm, nameof(Norm));
+        OptionChecks.Defined(Loss, nameof(Loss));
     }
 }

@@ -1,4 +1,3 @@
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Defeat.Backbones;
@@ -10,12 +9,8 @@ namespace Defeat.Backbones;
 /// <param name="ClassFeature">The pooled image feature <c>I</c>, <c>[B, D]</c>, in the joint image-text space.</param>
 /// <param name="GridFeatures">The patch features <c>I_patch</c>, <c>[B, N, D]</c>, in row-major grid order,
 /// projected into the same space as <paramref name="ClassFeature"/>.</param>
-public sealed record ImageFeatures(Tensor ClassFeature, Tensor GridFeatures) : IDisposable
+public sealed record ImageFeatures(Tensor ClassFeature, Tensor GridFeatures) : TensorResult
 {
-    /// <summary>Disposes both tensors.</summary>
-    public void Dispose()
-    {
-        ClassFeature.Dispose();
-        GridFeatures.Dispose();
-    }
+    /// <inheritdoc />
+    protected override IEnumerable<Tensor?> Fields() => [ClassFeature, GridFeatures];
 }

@@ -25,7 +25,7 @@ public sealed record FewShotSplit(IReadOnlyList<long> FewShot, IReadOnlyList<lon
         {
             long y = labels[i];
             if (y < 0 || y >= classCount)
-                throw new ArgumentException($"Expected labels in [0, {classCount - 1}]; got {y} at position {i}.", nameof(labels));
+                throw new ArgumentException($"{nameof(labels)} must be in [0, {classCount - 1}], got {y} at position {i}.", nameof(labels));
             byClass[y].Add(i);
         }
 

@@ -14,21 +14,12 @@ public sealed class LabeledImages : IDisposable
     public LabeledImages(Tensor images, Tensor labels, IReadOnlyList<string> classNames)
     {
         ArgumentNullException.ThrowIfNull(images);
-        ArgumentNullException.ThrowIfNull(labels);
         ArgumentNullException.ThrowIfNull(classNames);
-        if (images.dim() != 4 || images.dtype != ScalarType.Float32)
-            throw new ArgumentException($"Expected images as float32 [N, C, H, W]; got {images.dtype} [{string.Join(", ", images.shape)}].", nameof(images));
-        if (labels.dim() != 1 || labels.dtype != ScalarType.Int64 || labels.shape[0] != images.shape[0])
-            throw new ArgumentException($"Expected labels as int64 [{images.shape[0]}] to match the images; got {labels.dtype} [{string.Join(", ", labels.shape)}].", nameof(labels));
+        TensorChecks.Require(images, images.dim() == 4 && images.dtype == ScalarType.Float32, nameof(images), "float32 [N, C, H, W]");
         TensorChecks.RequirePixelRange(images, nameof(images));
         if (classNames.Count < 1)
-            throw new ArgumentException("Expected at least one class name; got none.", nameof(classNames));
-        if (labels.numel() > 0)
-        {
-            long min = labels.min().item<long>(), max = labels.max().item<long>();
-            if (min < 0 || max >= classNames.Count)
-                throw new ArgumentException($"Expected labels in [0, {classNames.Count - 1}] for {classNames.Count} class names; got labels in [{min}, {max}].", nameof(labels));
-        }
+            throw new ArgumentException("classNames must hold at least one class name, got none.", nameof(classNames));
+        TensorChecks.RequireLabels(labels, images.shape[0], nameof(labels), classNames.Count);
         Images = images;
         Labels = labels;
         ClassNames = classNames;
@@ -55,7 +46,7 @@ public sealed class LabeledImages : IDisposable
         ArgumentNullException.ThrowIfNull(indices);
         foreach (var i in indices)
             if (i < 0 || i >= Count)
-                throw new ArgumentOutOfRangeException(nameof(indices), i, $"Expected indices in [0, {Count - 1}].");
+                throw new ArgumentOutOfRangeException(nameof(indices), i, $"{nameof(indices)} must be in [0, {Count - 1}], got {i}.");
         using var index = tensor(indices.ToArray(), ScalarType.Int64);
         return new LabeledImages(Images.index_select(0, index), Labels.index_select(0, index), ClassNames);
     }

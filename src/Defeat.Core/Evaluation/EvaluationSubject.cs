@@ -31,7 +31,7 @@ public sealed class EvaluationSubject
         if (attackTargets is { Count: 0 })
             throw new ArgumentException("attackTargets is empty; expected at least one target, or null for the prediction itself.", nameof(attackTargets));
         if (codeIndices is not null && codebookSize < 1)
-            throw new ArgumentOutOfRangeException(nameof(codebookSize), codebookSize, "Expected the codebook size (>= 1) when codeIndices is given.");
+            throw new ArgumentOutOfRangeException(nameof(codebookSize), codebookSize, $"{nameof(codebookSize)} must be >= 1 when codeIndices is given, got {codebookSize}.");
         Name = name;
         Predict = predict;
         AttackTargets = attackTargets ?? new Dictionary<string, Func<Tensor, Tensor>> { ["fused"] = predict };

@@ -1,5 +1,6 @@
 using Defeat.Attacks;
 using Defeat.Data;
+using Defeat.Quantization;
 using Defeat.Validation;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -167,11 +168,9 @@ public sealed class RobustnessEvaluator
 
     private static CodeUsage Usage(long[] counts)
     {
-        double total = counts.Sum();
-        if (total == 0) return new CodeUsage(0, 0);
-        double entropy = 0;
-        foreach (var c in counts)
-            if (c > 0) entropy -= c / total * Math.Log(c / total);
-        return new CodeUsage(counts.Count(c => c > 0), Math.Exp(entropy));
+        if (counts.Sum() == 0) return new CodeUsage(0, 0);
+        using var scope = NewDisposeScope();
+        var usage = tensor(counts);
+        return new CodeUsage((int)CodebookUsage.CodesUsed(usage), CodebookUsage.Perplexity(usage, ScalarType.Float64).item<double>());
     }
 }

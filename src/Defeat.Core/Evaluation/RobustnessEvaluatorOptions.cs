@@ -1,4 +1,5 @@
 using Defeat.Attacks;
+using Defeat.Validation;
 using static TorchSharp.torch;
 
 namespace Defeat.Evaluation;
@@ -31,24 +32,22 @@ public sealed record RobustnessEvaluatorOptions
     public void Validate()
     {
         if (Epsilons is null || Epsilons.Count == 0)
-            throw new ArgumentException("Epsilons is empty; expected at least one attack radius.", nameof(Epsilons));
+            throw new ArgumentException($"{nameof(Epsilons)} must hold at least one attack radius, got none.", nameof(Epsilons));
         foreach (var e in Epsilons)
-            if (!(e >= 0 && e <= 1))
-                throw new ArgumentOutOfRangeException(nameof(Epsilons), e, "Expected every epsilon in [0, 1] (pixel units).");
-        if (BatchSize < 1)
-            throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "Expected at least 1.");
+            OptionChecks.InRange(e, 0, 1, nameof(Epsilons));
+        OptionChecks.AtLeast(BatchSize, 1, nameof(BatchSize));
         ArgumentNullException.ThrowIfNull(AttackFactory);
         if (Attacks is not null)
         {
             if (Attacks.Count == 0)
-                throw new ArgumentException("Attacks is empty; expected at least one attack, or null for AttackFactory on every target.", nameof(Attacks));
+                throw new ArgumentException($"{nameof(Attacks)} must hold at least one attack (or be null for AttackFactory on every target), got none.", nameof(Attacks));
             var names = new HashSet<string>(StringComparer.Ordinal);
             foreach (var a in Attacks)
             {
                 if (a is null || string.IsNullOrEmpty(a.Name) || string.IsNullOrEmpty(a.Target) || a.Factory is null)
-                    throw new ArgumentException("Attacks holds an entry without a name, a target or a factory.", nameof(Attacks));
+                    throw new ArgumentException($"{nameof(Attacks)} must hold entries with a name, a target and a factory, got one without.", nameof(Attacks));
                 if (!names.Add(a.Name))
-                    throw new ArgumentException($"Attacks holds the name \"{a.Name}\" twice; expected unique names.", nameof(Attacks));
+                    throw new ArgumentException($"{nameof(Attacks)} must have unique names, got \"{a.Name}\" twice.", nameof(Attacks));
             }
         }
     }

@@ -1,3 +1,4 @@
+using Defeat.Validation;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -48,12 +49,10 @@ public sealed class LogitFusion : nn.Module<Tensor, Tensor, Tensor>, ILogitFusio
     {
         ArgumentNullException.ThrowIfNull(clean);
         ArgumentNullException.ThrowIfNull(robust);
-        if (clean.dim() != 2)
-            throw new ArgumentException($"clean logits must be [B, classes], got [{string.Join(", ", clean.shape)}].", nameof(clean));
-        if (!robust.shape.SequenceEqual(clean.shape))
-            throw new ArgumentException($"robust logits must have the clean logits' shape [{string.Join(", ", clean.shape)}], got [{string.Join(", ", robust.shape)}].", nameof(robust));
-        if (robust.dtype != clean.dtype || robust.device.type != clean.device.type)
-            throw new ArgumentException($"robust logits must have the clean logits' dtype {clean.dtype} on {clean.device}, got {robust.dtype} on {robust.device}.", nameof(robust));
+        TensorChecks.Require(clean, clean.dim() == 2, nameof(clean), "logits [B, classes]");
+        TensorChecks.Require(robust, robust.shape.SequenceEqual(clean.shape) && robust.dtype == clean.dtype, nameof(robust),
+            $"logits of the clean logits' dtype and shape {TensorChecks.Describe(clean)}");
+        TensorChecks.RequireDevice(robust, clean.device, nameof(robust), "the clean logits");
 
         var alpha = Options.Alpha;
         switch (Options.Mode)

@@ -1,3 +1,5 @@
+using Defeat.Validation;
+
 namespace Defeat.Fusion;
 
 /// <summary>Options of <see cref="LogitFusion"/>.</summary>
@@ -18,16 +20,11 @@ public sealed record LogitFusionOptions
     /// <summary>Checks every option; throws <see cref="ArgumentOutOfRangeException"/> naming the first bad one.</summary>
     public void Validate()
     {
-        if (!Enum.IsDefined(Mode))
-            throw new ArgumentOutOfRangeException(nameof(Mode), Mode, $"{nameof(Mode)} must be a FusionMode, got {Mode}.");
-        if (!Enum.IsDefined(Confidence))
-            throw new ArgumentOutOfRangeException(nameof(Confidence), Confidence, $"{nameof(Confidence)} must be a ConfidenceMeasure, got {Confidence}.");
-        if (Mode == FusionMode.LearnableAlpha ? !(Alpha > 0 && Alpha < 1) : !(Alpha >= 0 && Alpha <= 1))
-            throw new ArgumentOutOfRangeException(nameof(Alpha), Alpha,
-                Mode == FusionMode.LearnableAlpha
-                    ? $"{nameof(Alpha)} must lie in (0, 1) for a learnable alpha (its logit is the parameter), got {Alpha}."
-                    : $"{nameof(Alpha)} must lie in [0, 1], got {Alpha}.");
-        if (!(Temperature > 0) || double.IsInfinity(Temperature))
-            throw new ArgumentOutOfRangeException(nameof(Temperature), Temperature, $"{nameof(Temperature)} must be a finite number > 0, got {Temperature}.");
+        OptionChecks.Defined(Mode, nameof(Mode));
+        OptionChecks.Defined(Confidence, nameof(Confidence));
+        // A learnable alpha's logit is the parameter: 0 and 1 have none.
+        bool learnable = Mode == FusionMode.LearnableAlpha;
+        OptionChecks.InRange(Alpha, 0, 1, nameof(Alpha), minimumIncluded: !learnable, maximumIncluded: !learnable);
+        OptionChecks.Positive(Temperature, nameof(Temperature));
     }
 }

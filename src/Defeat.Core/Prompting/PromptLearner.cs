@@ -1,4 +1,5 @@
 using Defeat.Backbones;
+using Defeat.Validation;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -22,7 +23,8 @@ namespace Defeat.Prompting;
 public sealed class PromptLearner : nn.Module, IPromptLearner
 {
     private readonly Parameter ctx;
-    private readonly TextEncoderReference _encoder;
+    // Outside the module tree: the frozen encoder must not join this module's parameters.
+    private readonly Unregistered<ITextEncoder> _encoder;
     private readonly int[] _nameLengths;
 
     /// <summary>Builds the prompts for <paramref name="classNames"/> and computes the hand-written prompt features once.</summary>
@@ -42,7 +44,7 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
             if (string.IsNullOrWhiteSpace(classNames[i]))
                 throw new ArgumentException($"classNames[{i}] must be a non-empty name, got \"{classNames[i]}\".", nameof(classNames));
 
-        _encoder = new TextEncoderReference(textEncoder);
+        _encoder = new(textEncoder);
         ClassNames = classNames.Select(n => n.Replace('_', ' ')).ToArray();
         _nameLengths = ClassNames.Select(n => textEncoder.Encode(n).Count).ToArray();
 
@@ -82,7 +84,7 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
         register_buffer("token_prefix", embedding[.., ..1].clone(), persistent: false);
         register_buffer("token_suffix", embedding[.., (1 + ContextLength)..].clone(), persistent: false);
         register_buffer("tokenized_prompts", tokenIds, persistent: false);
-        register_buffer("text_features", EncodeTemplates(textEncoder), persistent: false);
+        register_buffer("text_features", PromptTemplates.ClassFeatures(textEncoder, ClassNames, Options.Templates), persistent: false);
         RegisterComponents();
     }
 
@@ -134,36 +136,15 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
     }
 
     /// <inheritdoc />
-    public Tensor EncodeTextFeatures() => _encoder.Encoder.EncodeEmbeddings(BuildPromptEmbeddings(), TokenIds);
+    public Tensor EncodeTextFeatures() => _encoder.Value.EncodeEmbeddings(BuildPromptEmbeddings(), TokenIds);
 
     /// <inheritdoc />
     public Tensor TextRegularizationLoss(Tensor normalizedTextFeatures)
     {
         ArgumentNullException.ThrowIfNull(normalizedTextFeatures);
         var target = HandcraftedTextFeatures;
-        if (!normalizedTextFeatures.shape.SequenceEqual(target.shape))
-            throw new ArgumentException($"normalizedTextFeatures must be [{string.Join(", ", target.shape)}] (classes, D), got [{string.Join(", ", normalizedTextFeatures.shape)}].", nameof(normalizedTextFeatures));
+        TensorChecks.Require(normalizedTextFeatures, normalizedTextFeatures.shape.SequenceEqual(target.shape), nameof(normalizedTextFeatures),
+            $"{TensorChecks.Shape(target)} (classes, D)");
         return nn.functional.l1_loss(normalizedTextFeatures, target);
-    }
-
-    // Mean over templates of the normalised features, normalised again (the usual prompt ensemble).
-    private Tensor EncodeTemplates(ITextEncoder textEncoder)
-    {
-        using var scope = NewDisposeScope();
-        Tensor? sum = null;
-        foreach (var template in Options.Templates)
-        {
-            var texts = ClassNames.Select(n => template.Replace("{0}", n, StringComparison.Ordinal)).ToArray();
-            var features = nn.functional.normalize(textEncoder.EncodeText(textEncoder.Tokenize(texts)), dim: -1);
-            sum = sum is null ? features : sum + features;
-        }
-        return nn.functional.normalize(sum! / Options.Templates.Count, dim: -1).detach().MoveToOuterDisposeScope();
-    }
-
-    // Holds the encoder outside the module tree: RegisterComponents would register a Module-typed
-    // encoder found in a field, and the frozen encoder must not join this module's parameters.
-    private sealed class TextEncoderReference(ITextEncoder encoder)
-    {
-        public ITextEncoder Encoder { get; } = encoder;
     }
 }

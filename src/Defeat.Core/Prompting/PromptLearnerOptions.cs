@@ -1,3 +1,5 @@
+using Defeat.Validation;
+
 namespace Defeat.Prompting;
 
 /// <summary>Options of <see cref="PromptLearner"/>.</summary>
@@ -18,8 +20,9 @@ public sealed record PromptLearnerOptions
     /// <summary>Where the class name goes relative to the context.</summary>
     public ClassTokenPosition ClassTokenPosition { get; init; } = ClassTokenPosition.End;
 
-    /// <summary>Hand-written templates of the text regulariser and of zero-shot use; <c>{}</c> marks the class name. Several are averaged.</summary>
-    public IReadOnlyList<string> Templates { get; init; } = new[] { "a photo of a {0}." };
+    /// <summary>Hand-written templates of the text regulariser and of zero-shot use; <c>{0}</c> marks the class name. Several are
+    /// averaged (<see cref="PromptTemplates.ClassFeatures"/>). Default: <see cref="PromptTemplates.Default"/> alone.</summary>
+    public IReadOnlyList<string> Templates { get; init; } = [PromptTemplates.Default];
 
     /// <summary>The placeholder word whose positions the learned context fills; it must be a single token.</summary>
     public string Placeholder { get; init; } = "X";
@@ -30,19 +33,12 @@ public sealed record PromptLearnerOptions
     /// <summary>Checks every option; throws <see cref="ArgumentOutOfRangeException"/> or <see cref="ArgumentException"/> naming the first bad one.</summary>
     public void Validate()
     {
-        if (ContextInit is null && ContextLength < 1)
-            throw new ArgumentOutOfRangeException(nameof(ContextLength), ContextLength, $"{nameof(ContextLength)} must be >= 1, got {ContextLength}.");
+        if (ContextInit is null) OptionChecks.AtLeast(ContextLength, 1, nameof(ContextLength));
         if (ContextInit is not null && string.IsNullOrWhiteSpace(ContextInit))
             throw new ArgumentException($"{nameof(ContextInit)} must be null or a non-empty phrase, got \"{ContextInit}\".", nameof(ContextInit));
-        if (!(InitStd > 0) || double.IsInfinity(InitStd))
-            throw new ArgumentOutOfRangeException(nameof(InitStd), InitStd, $"{nameof(InitStd)} must be a finite number > 0, got {InitStd}.");
-        if (!Enum.IsDefined(ClassTokenPosition))
-            throw new ArgumentOutOfRangeException(nameof(ClassTokenPosition), ClassTokenPosition, $"{nameof(ClassTokenPosition)} must be End, Middle or Front, got {ClassTokenPosition}.");
-        if (Templates is null || Templates.Count == 0)
-            throw new ArgumentException($"{nameof(Templates)} must hold at least one template such as \"a photo of a {{0}}.\".", nameof(Templates));
-        foreach (var template in Templates)
-            if (template is null || !template.Contains("{0}", StringComparison.Ordinal))
-                throw new ArgumentException($"Every template must contain {{0}} where the class name goes, got \"{template}\".", nameof(Templates));
+        OptionChecks.Positive(InitStd, nameof(InitStd));
+        OptionChecks.Defined(ClassTokenPosition, nameof(ClassTokenPosition));
+        PromptTemplates.Validate(Templates, nameof(Templates));
         if (string.IsNullOrWhiteSpace(Placeholder) || Placeholder.Contains(' ', StringComparison.Ordinal))
             throw new ArgumentException($"{nameof(Placeholder)} must be a single word, got \"{Placeholder}\".", nameof(Placeholder));
     }

@@ -1,3 +1,4 @@
+using Defeat.Validation;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -40,14 +41,13 @@ public static class NearestCodeSearch
     /// <exception cref="ArgumentException">Shapes, dtypes or devices disagree.</exception>
     public static Tensor Find(Tensor inputs, Tensor codebook, QuantizerDistance distance, long chunkRows)
     {
-        if (inputs.dim() != 2)
-            throw new ArgumentException($"Expected inputs of shape [M, D]; got [{string.Join(", ", inputs.shape)}].", nameof(inputs));
-        if (codebook.dim() != 2 || codebook.shape[1] != inputs.shape[1])
-            throw new ArgumentException($"Expected a codebook of shape [K, {inputs.shape[1]}]; got [{string.Join(", ", codebook.shape)}].", nameof(codebook));
-        if (codebook.dtype != inputs.dtype || !SameDevice(codebook, inputs))
-            throw new ArgumentException($"Expected a codebook of dtype {inputs.dtype} on {inputs.device}; got {codebook.dtype} on {codebook.device}.", nameof(codebook));
-        if (chunkRows < 1)
-            throw new ArgumentOutOfRangeException(nameof(chunkRows), chunkRows, $"{nameof(chunkRows)} must be at least 1; got {chunkRows}.");
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(codebook);
+        TensorChecks.Require(inputs, inputs.dim() == 2, nameof(inputs), "[M, D]");
+        TensorChecks.Require(codebook, codebook.dim() == 2 && codebook.shape[1] == inputs.shape[1], nameof(codebook), $"[K, {inputs.shape[1]}]");
+        TensorChecks.Require(codebook, codebook.dtype == inputs.dtype, nameof(codebook), $"{inputs.dtype} like the inputs");
+        TensorChecks.RequireDevice(codebook, inputs.device, nameof(codebook), "the inputs");
+        OptionChecks.AtLeast(chunkRows, 1, nameof(chunkRows));
 
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope();
@@ -86,8 +86,4 @@ public static class NearestCodeSearch
         var (_, indices) = scores.min(1);
         return indices;
     }
-
-    /// <summary>Whether two tensors live on the same device (type and index).</summary>
-    internal static bool SameDevice(Tensor a, Tensor b)
-        => a.device_type == b.device_type && a.device_index == b.device_index;
 }

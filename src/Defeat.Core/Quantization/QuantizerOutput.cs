@@ -17,16 +17,8 @@ public sealed record QuantizerOutput(
     Tensor CodebookLoss,
     Tensor CommitmentLoss,
     Tensor UsageCounts,
-    Tensor Perplexity) : IDisposable
+    Tensor Perplexity) : TensorResult
 {
-    /// <summary>Disposes every tensor of the result.</summary>
-    public void Dispose()
-    {
-        Quantized.Dispose();
-        Indices.Dispose();
-        CodebookLoss.Dispose();
-        CommitmentLoss.Dispose();
-        UsageCounts.Dispose();
-        Perplexity.Dispose();
-    }
+    /// <inheritdoc />
+    protected override IEnumerable<Tensor?> Fields() => [Quantized, Indices, CodebookLoss, CommitmentLoss, UsageCounts, Perplexity];
 }

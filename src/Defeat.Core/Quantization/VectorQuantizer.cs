@@ -1,3 +1,4 @@
+using Defeat.Validation;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -51,7 +52,7 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
     {
         Options = options ?? new VectorQuantizerOptions();
         Options.Validate();
-        _generator = new torch.Generator(unchecked((ulong)Options.Seed));
+        _generator = new torch.Generator(Options.Seed);
 
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
@@ -159,20 +160,13 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         if (training && m > 0)
             UpdateCodebook(zLoss.detach(), indices, usage);
 
-        var output = new QuantizerOutput(
+        return new QuantizerOutput(
             quantized.reshape(input.shape),
             indices.reshape(leading),
             codebookLoss,
             commitmentLoss,
             usage,
-            perplexity);
-        output.Quantized.MoveToOuterDisposeScope();
-        output.Indices.MoveToOuterDisposeScope();
-        output.CodebookLoss.MoveToOuterDisposeScope();
-        output.CommitmentLoss.MoveToOuterDisposeScope();
-        output.UsageCounts.MoveToOuterDisposeScope();
-        output.Perplexity.MoveToOuterDisposeScope();
-        return output;
+            perplexity).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -183,15 +177,14 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
     public Tensor Lookup(Tensor indices)
     {
         ArgumentNullException.ThrowIfNull(indices);
-        if (indices.dtype != ScalarType.Int64)
-            throw new ArgumentException($"Expected int64 indices; got {indices.dtype}.", nameof(indices));
+        TensorChecks.Require(indices, indices.dtype == ScalarType.Int64, nameof(indices), "int64 indices of any shape");
         using var scope = torch.NewDisposeScope();
         if (indices.numel() > 0)
         {
             long min = indices.min().item<long>(), max = indices.max().item<long>();
             if (min < 0 || max >= Options.CodebookSize)
                 throw new ArgumentException(
-                    $"Expected indices in [0, {Options.CodebookSize}) (CodebookSize); got values from {min} to {max}.", nameof(indices));
+                    $"indices must be in [0, {Options.CodebookSize}) (CodebookSize), got values from {min} to {max}.", nameof(indices));
         }
         Tensor codes = Options.Distance == QuantizerDistance.Cosine ? functional.normalize(Codebook, p: 2, dim: 1) : Codebook;
         long[] shape = [.. indices.shape, Options.Dim];
@@ -228,18 +221,11 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
     private void ValidateInput(Tensor input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        if (input.dtype != ScalarType.Float32 && input.dtype != ScalarType.Float64)
-            throw new ArgumentException($"Expected a float32 or float64 input; got {input.dtype}.", nameof(input));
-        if (input.dim() == 0 || input.shape[^1] != Options.Dim)
-            throw new ArgumentException(
-                $"Expected input of shape [..., {Options.Dim}] (last dimension = Dim); got [{string.Join(", ", input.shape)}].", nameof(input));
+        TensorChecks.Require(input, input.dtype == ScalarType.Float32 || input.dtype == ScalarType.Float64, nameof(input), "float32 or float64 [..., D]");
+        TensorChecks.Require(input, input.dim() > 0 && input.shape[^1] == Options.Dim, nameof(input), $"[..., {Options.Dim}] (last dimension = Dim)");
         Tensor codebook = Codebook;
-        if (input.dtype != codebook.dtype)
-            throw new ArgumentException(
-                $"Expected input of dtype {codebook.dtype} (the codebook's; convert the quantizer with .to({input.dtype})); got {input.dtype}.", nameof(input));
-        if (!NearestCodeSearch.SameDevice(input, codebook))
-            throw new ArgumentException(
-                $"Expected input on {codebook.device} (the codebook's device); got {input.device}.", nameof(input));
+        TensorChecks.Require(input, input.dtype == codebook.dtype, nameof(input), $"{codebook.dtype} like the codebook (or convert the quantizer with .to({input.dtype}))");
+        TensorChecks.RequireDevice(input, codebook.device, nameof(input), "the codebook");
     }
 
     private void InitialiseOnFirstBatchOnce(Tensor z)

@@ -1,3 +1,5 @@
+using Defeat.Validation;
+
 namespace Defeat.Quantization;
 
 /// <summary>
@@ -7,10 +9,9 @@ namespace Defeat.Quantization;
 /// </summary>
 /// <remarks>
 /// DEFEAT's official VQ-VAE loss is <c>0.5 * reconstruction + 0.1 * codebook + 0.025 * commitment</c>
-/// (see docs/method.md). Those weights belong to the caller (the PerturbShield): this quantizer
-/// returns the unweighted codebook loss and the commitment loss scaled only by
-/// <see cref="CommitmentWeight"/>. To reproduce DEFEAT exactly, either keep 0.25 here and weigh
-/// both terms by 0.1 outside, or set <see cref="CommitmentWeight"/> to 1 and weigh outside.
+/// (see docs/method.md). This quantizer returns the unweighted codebook loss and the commitment loss
+/// scaled by <see cref="CommitmentWeight"/> (0.25); the PerturbShield weighs both by its
+/// <c>CodebookWeight</c> (0.1), which gives DEFEAT's 0.025 for the commitment term.
 /// </remarks>
 public sealed record VectorQuantizerOptions
 {
@@ -78,46 +79,32 @@ public sealed record VectorQuantizerOptions
     public long MaxDistanceBytes { get; init; } = DefaultMaxDistanceBytes;
 
     /// <summary>Seed of every random choice (initialisation, k-means, dead-code restarts).</summary>
-    public long Seed { get; init; } = 0;
+    public ulong Seed { get; init; }
 
     /// <summary>Throws if any option is out of range; called by the <see cref="VectorQuantizer"/> constructor.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">An option is out of its range; the message names it.</exception>
-    /// <exception cref="ArgumentException">An enum option has an undefined value.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of its range, or an enum option has an undefined
+    /// value; the message names it.</exception>
     public void Validate()
     {
-        if (CodebookSize < 1)
-            throw new ArgumentOutOfRangeException(nameof(CodebookSize), CodebookSize, $"{nameof(CodebookSize)} must be at least 1; got {CodebookSize}.");
-        if (Dim < 1)
-            throw new ArgumentOutOfRangeException(nameof(Dim), Dim, $"{nameof(Dim)} must be at least 1; got {Dim}.");
-        if (!(CommitmentWeight >= 0) || double.IsInfinity(CommitmentWeight))
-            throw new ArgumentOutOfRangeException(nameof(CommitmentWeight), CommitmentWeight, $"{nameof(CommitmentWeight)} must be finite and >= 0; got {CommitmentWeight}.");
-        if (!Enum.IsDefined(Distance))
-            throw new ArgumentException($"{nameof(Distance)} must be Euclidean or Cosine; got {(int)Distance}.", nameof(Distance));
-        if (!Enum.IsDefined(CodebookUpdate))
-            throw new ArgumentException($"{nameof(CodebookUpdate)} must be Gradient or ExponentialMovingAverage; got {(int)CodebookUpdate}.", nameof(CodebookUpdate));
-        if (!(Decay >= 0 && Decay < 1))
-            throw new ArgumentOutOfRangeException(nameof(Decay), Decay, $"{nameof(Decay)} must be in [0, 1); got {Decay}.");
-        if (!(Epsilon > 0) || double.IsInfinity(Epsilon))
-            throw new ArgumentOutOfRangeException(nameof(Epsilon), Epsilon, $"{nameof(Epsilon)} must be finite and > 0; got {Epsilon}.");
-        if (!Enum.IsDefined(FirstBatchInit))
-            throw new ArgumentException($"{nameof(FirstBatchInit)} must be None, MatchInputNorm or SampleInputs; got {(int)FirstBatchInit}.", nameof(FirstBatchInit));
+        OptionChecks.AtLeast(CodebookSize, 1, nameof(CodebookSize));
+        OptionChecks.AtLeast(Dim, 1, nameof(Dim));
+        OptionChecks.NonNegative(CommitmentWeight, nameof(CommitmentWeight));
+        OptionChecks.Defined(Distance, nameof(Distance));
+        OptionChecks.Defined(CodebookUpdate, nameof(CodebookUpdate));
+        OptionChecks.InRange(Decay, 0, 1, nameof(Decay), maximumIncluded: false);
+        OptionChecks.Positive(Epsilon, nameof(Epsilon));
+        OptionChecks.Defined(FirstBatchInit, nameof(FirstBatchInit));
         if (FirstBatchInit != FirstBatchInit.None && KMeansInit)
             throw new ArgumentException(
-                $"{nameof(FirstBatchInit)} = {FirstBatchInit} and {nameof(KMeansInit)} = true both initialise the codebook on the first batch; choose one.", nameof(FirstBatchInit));
+                $"{nameof(FirstBatchInit)} must be None when {nameof(KMeansInit)} is true (both initialise the codebook on the first batch; choose one), got {FirstBatchInit}.", nameof(FirstBatchInit));
         if (FirstBatchInit == FirstBatchInit.MatchInputNorm && Distance == QuantizerDistance.Cosine)
             throw new ArgumentException(
-                $"{nameof(FirstBatchInit)} = MatchInputNorm has no effect with {nameof(Distance)} = Cosine (codewords are used as unit vectors); use None or SampleInputs.", nameof(FirstBatchInit));
-        if (!Enum.IsDefined(GradientEstimator))
-            throw new ArgumentException($"{nameof(GradientEstimator)} must be StraightThrough or RotationTrick; got {(int)GradientEstimator}.", nameof(GradientEstimator));
-        if (KMeansIterations < 1)
-            throw new ArgumentOutOfRangeException(nameof(KMeansIterations), KMeansIterations, $"{nameof(KMeansIterations)} must be at least 1; got {KMeansIterations}.");
-        if (!(DeadCodeThreshold >= 0) || double.IsInfinity(DeadCodeThreshold))
-            throw new ArgumentOutOfRangeException(nameof(DeadCodeThreshold), DeadCodeThreshold, $"{nameof(DeadCodeThreshold)} must be finite and >= 0 (0 = off); got {DeadCodeThreshold}.");
-        if (InitScale is { } scale && (!(scale > 0) || double.IsInfinity(scale)))
-            throw new ArgumentOutOfRangeException(nameof(InitScale), scale, $"{nameof(InitScale)} must be finite and > 0, or null for 1/K; got {scale}.");
-        if (ChunkSize is { } chunk && chunk < 1)
-            throw new ArgumentOutOfRangeException(nameof(ChunkSize), chunk, $"{nameof(ChunkSize)} must be at least 1, or null to derive it from {nameof(MaxDistanceBytes)}; got {chunk}.");
-        if (MaxDistanceBytes < 1)
-            throw new ArgumentOutOfRangeException(nameof(MaxDistanceBytes), MaxDistanceBytes, $"{nameof(MaxDistanceBytes)} must be at least 1; got {MaxDistanceBytes}.");
+                $"{nameof(FirstBatchInit)} must be None or SampleInputs with {nameof(Distance)} = Cosine (codewords are used as unit vectors, so MatchInputNorm has no effect), got MatchInputNorm.", nameof(FirstBatchInit));
+        OptionChecks.Defined(GradientEstimator, nameof(GradientEstimator));
+        OptionChecks.AtLeast(KMeansIterations, 1, nameof(KMeansIterations));
+        OptionChecks.NonNegative(DeadCodeThreshold, nameof(DeadCodeThreshold)); // 0 = off
+        if (InitScale is { } scale) OptionChecks.Positive(scale, nameof(InitScale)); // null = 1/K
+        if (ChunkSize is { } chunk) OptionChecks.AtLeast(chunk, 1, nameof(ChunkSize)); // null = from MaxDistanceBytes
+        OptionChecks.AtLeast(MaxDistanceBytes, 1, nameof(MaxDistanceBytes));
     }
 }

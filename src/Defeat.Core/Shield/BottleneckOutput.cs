@@ -7,5 +7,4 @@ namespace Defeat.Shield;
 /// <param name="Latents">The quantizer's input, channel-last <c>[B, h, w, d]</c> (after the optional projection and normalisation).</param>
 /// <param name="Quantizer">The quantizer's output on <paramref name="Latents"/> (channel-last; <c>Indices</c> <c>[B, h, w]</c>).</param>
 /// <param name="DecoderInput">The decoder's input, channel-first <c>[B, H, h, w]</c>.</param>
-/// <param name="CommitmentLoss"><c>mean((latents - sg[codewords])^2)</c>, unweighted.</param>
-internal sealed record BottleneckOutput(Tensor Latents, QuantizerOutput Quantizer, Tensor DecoderInput, Tensor CommitmentLoss);
+internal sealed record BottleneckOutput(Tensor Latents, QuantizerOutput Quantizer, Tensor DecoderInput);

@@ -144,7 +144,7 @@ public sealed class GridVqVae : nn.Module
         return new TemperatureScope(this, previous);
     }
 
-    /// <summary>Runs the bottleneck: latents, quantizer (with the surrogate when on), back-projection and the commitment term.</summary>
+    /// <summary>Runs the bottleneck: latents, quantizer (with the surrogate when on), and back-projection (the quantizer's own commitment term measures the latents it saw).</summary>
     internal BottleneckOutput Bottleneck(Tensor ze)
     {
         var latents = Latents(ze);
@@ -153,11 +153,7 @@ public sealed class GridVqVae : nn.Module
             quantized = quantized with { Quantized = SoftSurrogate(latents, quantized.Quantized, tau) };
         var codes = quantized.Quantized;
         var decoderInput = (post_quant_proj is null ? codes : post_quant_proj.call(codes)).permute(0, 3, 1, 2);
-        // Without the optional steps this is exactly the official MSE(ze, sg[zq]) on the channel-first maps.
-        var commitment = Transformed
-            ? functional.mse_loss(latents, codes.detach())
-            : functional.mse_loss(ze, decoderInput.detach());
-        return new BottleneckOutput(latents, quantized, decoderInput, commitment);
+        return new BottleneckOutput(latents, quantized, decoderInput);
     }
 
     /// <summary>The nearest code of each latent vector <c>[..., d]</c> by the quantizer's distance, without touching its state.</summary>

@@ -15,6 +15,9 @@ public interface IPerturbShield
     /// <summary>Number of grid positions <c>N</c> the projection expects.</summary>
     int GridPositions { get; }
 
+    /// <summary>Number of codewords <c>K</c> behind <see cref="ShieldOutput.Indices"/> (each index is in <c>[0, K)</c>).</summary>
+    int CodebookSize { get; }
+
     /// <summary>Runs the shield on grid features <c>[B, N, D]</c>.</summary>
     /// <param name="gridFeatures">Patch features in row-major grid order.</param>
     ShieldOutput Shield(Tensor gridFeatures);

@@ -14,15 +14,17 @@ namespace Defeat.Shield;
 /// <para>The input grid <c>[B, N, D]</c> (row-major) is arranged as the map <c>[B, D, h, w]</c>, encoded to
 /// <c>z_e</c>, snapped to codewords <c>z_q</c> (straight-through), decoded to <c>x̂</c>, flattened back to
 /// <c>[B, N, D]</c> and projected over the N positions to <c>[B, D]</c>.</para>
-/// <para>VQ-VAE loss = <c>ReconstructionWeight * mean((x - x̂)^2) + CodebookWeight * mean((sg[z_e] - z_q)^2)
-/// + CommitmentWeight * mean((z_e - sg[z_q])^2)</c>; with the defaults 0.5, 0.1, 0.025 this is the official
-/// loss. The shield owns all three weights: it reads the quantizer's unweighted <c>CodebookLoss</c> and computes
-/// the commitment term itself from the quantizer's input and output, so the quantizer's own commitment weight
-/// (beta) never changes the total.</para>
+/// <para>VQ-VAE loss = <c>ReconstructionWeight * mean((x - x̂)^2) + CodebookWeight * (CodebookLoss + CommitmentLoss)</c>
+/// with the quantizer's own terms: its unweighted <c>CodebookLoss = mean((sg[z_e] - z_q)^2)</c> and its
+/// <c>CommitmentLoss = beta * mean((z_e - sg[z_q])^2)</c>, where beta is the quantizer's commitment weight
+/// (<see cref="VectorQuantizerOptions.CommitmentWeight"/>, 0.25). The commitment weight therefore lives in one
+/// place, the quantizer, and the defaults 0.5, 0.1 and 0.25 give the official
+/// <c>0.5 * rec + 0.1 * codebook + 0.025 * commitment</c> (the paper's gamma = 0.25 beta).</para>
 /// <para>Options beyond the official shield (all off by default): a low-dimensional codebook
 /// (<see cref="PerturbShieldOptions.CodeDim"/>) and a normalisation of the quantizer's input
-/// (<see cref="PerturbShieldOptions.LatentNormalization"/>), see <see cref="GridVqVae"/>; the code-consistency loss
-/// (<see cref="CodeConsistencyLoss"/>) and the soft-VQ surrogate for adaptive attacks (<see cref="UseSoftQuantization"/>).</para>
+/// (<see cref="PerturbShieldOptions.LatentNormalization"/>), see <see cref="GridVqVae"/>; the quantizer then measures its
+/// commitment term on those latents. The code-consistency loss (<see cref="CodeConsistencyLoss"/>) and the soft-VQ
+/// surrogate for adaptive attacks (<see cref="UseSoftQuantization"/>) are also here.</para>
 /// <para>Submodules <c>vqvae</c> (<see cref="GridVqVae"/>) and <c>cls_projection</c>
 /// (<see cref="SemanticAlignmentProjection"/>) carry the official <c>CustomCLIP</c> field names, so the shield's
 /// state dict keys equal the official checkpoint's <c>vqvae.*</c> and <c>cls_projection.*</c> entries. Layers are
@@ -70,6 +72,9 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
     public int GridPositions => Options.GridPositions;
 
     /// <inheritdoc />
+    public int CodebookSize => vqvae.Quantizer.CodebookSize;
+
+    /// <inheritdoc />
     public ShieldOutput Shield(Tensor gridFeatures) => call(gridFeatures);
 
     /// <summary>Runs the shield on grid features <c>[B, N, D]</c>.</summary>
@@ -77,9 +82,8 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
     public override ShieldOutput forward(Tensor gridFeatures)
     {
         ArgumentNullException.ThrowIfNull(gridFeatures);
-        if (gridFeatures.dim() != 3 || gridFeatures.shape[1] != GridPositions || gridFeatures.shape[2] != FeatureDim)
-            throw new ArgumentException($"gridFeatures must be [B, N={GridPositions}, D={FeatureDim}] " +
-                $"({Options.GridHeight} x {Options.GridWidth} grid), got [{string.Join(", ", gridFeatures.shape)}].", nameof(gridFeatures));
+        TensorChecks.Require(gridFeatures, gridFeatures.dim() == 3 && gridFeatures.shape[1] == GridPositions && gridFeatures.shape[2] == FeatureDim,
+            nameof(gridFeatures), $"[B, N={GridPositions}, D={FeatureDim}] ({Options.GridHeight} x {Options.GridWidth} grid)");
         // The first convolution would otherwise raise a native error on another dtype or device.
         var weight = parameters().First();
         TensorChecks.RequireDtype(gridFeatures, weight.dtype, nameof(gridFeatures), "the shield's weights");
@@ -92,7 +96,7 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
 
         var ze = vqvae.Encode(x);
         var bottleneck = vqvae.Bottleneck(ze);
-        using var quantized = bottleneck.Quantizer;
+        var quantized = bottleneck.Quantizer;
         var xHat = vqvae.Decode(bottleneck.DecoderInput);
 
         var reconstruction = xHat.reshape(batch, FeatureDim, GridPositions).transpose(1, 2);
@@ -100,19 +104,14 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
 
         var reconstructionLoss = functional.mse_loss(xHat, x);
         var codebookLoss = quantized.CodebookLoss;
-        var commitmentLoss = bottleneck.CommitmentLoss;
+        var commitmentLoss = quantized.CommitmentLoss;
         var loss = Options.ReconstructionWeight * reconstructionLoss
-                   + Options.CodebookWeight * codebookLoss
-                   + Options.CommitmentWeight * commitmentLoss;
+                   + Options.CodebookWeight * (codebookLoss + commitmentLoss);
 
-        var output = new ShieldOutput(projected, reconstruction,
+        return new ShieldOutput(projected, reconstruction,
             quantized.Indices.reshape(batch, GridPositions),
-            reconstructionLoss, codebookLoss.alias(), commitmentLoss, loss, quantized.Perplexity.alias(),
-            bottleneck.Latents.reshape(batch, GridPositions, vqvae.CodeDim));
-        foreach (var t in new[] { output.Projected, output.Reconstruction, output.Indices, output.ReconstructionLoss,
-                     output.CodebookLoss, output.CommitmentLoss, output.Loss, output.Perplexity, output.Latents! })
-            t.MoveToOuterDisposeScope();
-        return output;
+            reconstructionLoss, codebookLoss, commitmentLoss, loss, quantized.Perplexity,
+            bottleneck.Latents.reshape(batch, GridPositions, vqvae.CodeDim)).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />
@@ -148,10 +147,9 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
     {
         ArgumentNullException.ThrowIfNull(classFeature);
         ArgumentNullException.ThrowIfNull(projectedFeature);
-        if (classFeature.dim() != 2 || classFeature.shape[1] != FeatureDim)
-            throw new ArgumentException($"classFeature must be [B, D={FeatureDim}], got [{string.Join(", ", classFeature.shape)}].", nameof(classFeature));
-        if (!projectedFeature.shape.SequenceEqual(classFeature.shape))
-            throw new ArgumentException($"projectedFeature must match classFeature [{string.Join(", ", classFeature.shape)}], got [{string.Join(", ", projectedFeature.shape)}].", nameof(projectedFeature));
+        TensorChecks.Require(classFeature, classFeature.dim() == 2 && classFeature.shape[1] == FeatureDim, nameof(classFeature), $"[B, D={FeatureDim}]");
+        TensorChecks.Require(projectedFeature, projectedFeature.shape.SequenceEqual(classFeature.shape), nameof(projectedFeature),
+            $"the shape of classFeature {TensorChecks.Shape(classFeature)}");
         return functional.l1_loss(functional.normalize(classFeature, dim: -1), functional.normalize(projectedFeature, dim: -1));
     }
 }

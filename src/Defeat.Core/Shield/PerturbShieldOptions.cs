@@ -1,4 +1,5 @@
 using Defeat.Quantization;
+using Defeat.Validation;
 
 namespace Defeat.Shield;
 
@@ -23,17 +24,16 @@ public sealed record PerturbShieldOptions
     /// <summary>Weight of the reconstruction MSE in the VQ-VAE loss (0.5 in DEFEAT).</summary>
     public double ReconstructionWeight { get; init; } = 0.5;
 
-    /// <summary>Weight of the codebook loss <c>mean((sg[z_e] - z_q)^2)</c> (0.1 in DEFEAT).</summary>
+    /// <summary>Weight of the quantizer's terms, <c>CodebookLoss + CommitmentLoss</c>, in the VQ-VAE loss (0.1 in DEFEAT). The
+    /// commitment term carries the quantizer's own weight (<see cref="VectorQuantizerOptions.CommitmentWeight"/>, 0.25), so
+    /// the commitment's overall weight is 0.1 * 0.25 = 0.025 as in DEFEAT.</summary>
     public double CodebookWeight { get; init; } = 0.1;
-
-    /// <summary>Weight of the commitment loss <c>mean((z_e - sg[z_q])^2)</c> (0.025 = 0.25 * 0.1 in DEFEAT).</summary>
-    public double CommitmentWeight { get; init; } = 0.025;
 
     /// <summary>
     /// Options of the quantizer the shield builds (EMA, k-means init, dead-code restart, cosine, ...). Null:
     /// the official one, <c>new VectorQuantizerOptions { CodebookSize = CodebookSize, Dim = HiddenDim }</c>.
     /// Its <c>CodebookSize</c> and <c>Dim</c> must equal <see cref="CodebookSize"/> and <see cref="HiddenDim"/>;
-    /// its <c>CommitmentWeight</c> has no effect inside the shield (the shield weighs the terms).
+    /// its <c>CommitmentWeight</c> is the commitment term's weight relative to the codebook term in the shield's loss.
     /// </summary>
     public VectorQuantizerOptions? Quantizer { get; init; }
 
@@ -82,27 +82,15 @@ public sealed record PerturbShieldOptions
     /// <summary>Checks every option; throws <see cref="ArgumentOutOfRangeException"/> naming the first bad one.</summary>
     public void Validate()
     {
-        static void Positive(int value, string name)
-        {
-            if (value < 1) throw new ArgumentOutOfRangeException(name, value, $"{name} must be >= 1, got {value}.");
-        }
-        static void Weight(double value, string name)
-        {
-            if (!(value >= 0) || double.IsInfinity(value))
-                throw new ArgumentOutOfRangeException(name, value, $"{name} must be a finite number >= 0, got {value}.");
-        }
-        Positive(FeatureDim, nameof(FeatureDim));
-        Positive(GridHeight, nameof(GridHeight));
-        Positive(GridWidth, nameof(GridWidth));
-        Positive(HiddenDim, nameof(HiddenDim));
-        Positive(CodebookSize, nameof(CodebookSize));
-        Weight(ReconstructionWeight, nameof(ReconstructionWeight));
-        Weight(CodebookWeight, nameof(CodebookWeight));
-        Weight(CommitmentWeight, nameof(CommitmentWeight));
-        if (!Enum.IsDefined(LatentNormalization))
-            throw new ArgumentOutOfRangeException(nameof(LatentNormalization), LatentNormalization, $"{nameof(LatentNormalization)} must be None, L2 or LayerNorm, got {LatentNormalization}.");
-        if (CodeDim is { } codeDim)
-            Positive(codeDim, nameof(CodeDim));
+        OptionChecks.AtLeast(FeatureDim, 1, nameof(FeatureDim));
+        OptionChecks.AtLeast(GridHeight, 1, nameof(GridHeight));
+        OptionChecks.AtLeast(GridWidth, 1, nameof(GridWidth));
+        OptionChecks.AtLeast(HiddenDim, 1, nameof(HiddenDim));
+        OptionChecks.AtLeast(CodebookSize, 1, nameof(CodebookSize));
+        OptionChecks.NonNegative(ReconstructionWeight, nameof(ReconstructionWeight));
+        OptionChecks.NonNegative(CodebookWeight, nameof(CodebookWeight));
+        OptionChecks.Defined(LatentNormalization, nameof(LatentNormalization));
+        if (CodeDim is { } codeDim) OptionChecks.AtLeast(codeDim, 1, nameof(CodeDim)); // null = look codes up in H
         if (Quantizer is { } q && (q.CodebookSize != CodebookSize || q.Dim != QuantizerDim))
             throw new ArgumentOutOfRangeException(nameof(Quantizer), q,
                 $"{nameof(Quantizer)} must have CodebookSize = {CodebookSize} and Dim = {QuantizerDim} ({nameof(CodebookSize)}, {(CodeDim is null ? nameof(HiddenDim) : nameof(CodeDim))}), got CodebookSize = {q.CodebookSize}, Dim = {q.Dim}.");

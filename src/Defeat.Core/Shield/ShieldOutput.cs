@@ -7,9 +7,9 @@ namespace Defeat.Shield;
 /// <param name="Reconstruction">The reconstructed grid <c>Î_patch</c>, <c>[B, N, D]</c>.</param>
 /// <param name="Indices">int64 codeword index of each grid position, <c>[B, N]</c>.</param>
 /// <param name="ReconstructionLoss"><c>mean((x - x̂)^2)</c>, unweighted (scalar); the target x is not detached.</param>
-/// <param name="CodebookLoss"><c>mean((sg[z_e] - z_q)^2)</c>, unweighted (scalar).</param>
-/// <param name="CommitmentLoss"><c>mean((z_e - sg[z_q])^2)</c>, unweighted (scalar).</param>
-/// <param name="Loss">The VQ-VAE loss: the three terms above with the shield's weights (scalar).</param>
+/// <param name="CodebookLoss">The quantizer's <c>mean((sg[z_e] - z_q)^2)</c>, unweighted (scalar).</param>
+/// <param name="CommitmentLoss">The quantizer's <c>beta * mean((z_e - sg[z_q])^2)</c>, weighted by its own commitment weight beta (scalar).</param>
+/// <param name="Loss">The VQ-VAE loss <c>ReconstructionWeight * reconstruction + CodebookWeight * (codebook + commitment)</c> (scalar).</param>
 /// <param name="Perplexity">Effective number of codewords used in this batch (scalar).</param>
 /// <param name="Latents">The quantizer's input for each grid position, <c>[B, N, d]</c> (d = the codeword width), with its
 /// autograd history: what <see cref="IPerturbShield.CodeConsistencyLoss"/> pulls toward the clean image's codewords.
@@ -23,19 +23,9 @@ public sealed record ShieldOutput(
     Tensor CommitmentLoss,
     Tensor Loss,
     Tensor Perplexity,
-    Tensor? Latents = null) : IDisposable
+    Tensor? Latents = null) : TensorResult
 {
-    /// <summary>Disposes every tensor of the result.</summary>
-    public void Dispose()
-    {
-        Projected.Dispose();
-        Reconstruction.Dispose();
-        Indices.Dispose();
-        ReconstructionLoss.Dispose();
-        CodebookLoss.Dispose();
-        CommitmentLoss.Dispose();
-        Loss.Dispose();
-        Perplexity.Dispose();
-        Latents?.Dispose();
-    }
+    /// <inheritdoc />
+    protected override IEnumerable<Tensor?> Fields() =>
+        [Projected, Reconstruction, Indices, ReconstructionLoss, CodebookLoss, CommitmentLoss, Loss, Perplexity, Latents];
 }

@@ -3,6 +3,7 @@ using Defeat.Attacks;
 using Defeat.Checkpoints;
 using Defeat.Data;
 using Defeat.Validation;
+using Defeat.Model;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TorchSharp;
@@ -81,14 +82,16 @@ public sealed class DefeatTrainer
                 var sums = new Dictionary<string, double>();
                 double lossSum = 0;
 
-                using var order = randperm(trainSet.Count, generator: Generator(epoch, -1));
+                using var orderGenerator = Generator(epoch, -1);
+                using var order = randperm(trainSet.Count, generator: orderGenerator);
                 for (int step = 0; step < stepsPerEpoch; step++)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     using var scope = NewDisposeScope();
                     long first = (long)step * Options.BatchSize;
                     var index = order.narrow(0, first, Math.Min(Options.BatchSize, trainSet.Count - first));
-                    var x = Augment(trainSet.Images.index_select(0, index), Generator(epoch, step));
+                    using var stepGenerator = Generator(epoch, step);
+                    var x = Augment(trainSet.Images.index_select(0, index), stepGenerator);
                     var y = trainSet.Labels.index_select(0, index);
                     // Batches are drawn and augmented where the training set lives (seeded CPU generators), then moved.
                     if (Options.Device is { } device)
@@ -160,7 +163,7 @@ public sealed class DefeatTrainer
         using var checkpoint = store.LoadLatest(skipped);
         foreach (var reason in skipped) _logger.LogWarning("Skipping a broken checkpoint: {Reason}", reason);
         if (checkpoint is null) return 0;
-        int seed = Options.Seed;
+        ulong seed = Options.Seed;
         var recorded = checkpoint.Metadata["trainer"] is JsonObject trainer ? trainer["seed"] : null;
         if (recorded is not null && !(recorded is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.Number && v.TryGetValue(out seed)))
             throw new CheckpointException($"{checkpoint.TensorsPath}: its metadata's trainer.seed is {recorded.ToJsonString()}; expected an integer.");
@@ -225,12 +228,13 @@ public sealed class DefeatTrainer
         return where(flip, images.flip(-1), images);
     }
 
+    // The caller disposes it (a generator holds native state).
     private Generator Generator(int epoch, int step) => new((ulong)Mix(epoch, step));
 
     // A stable, well-spread 63-bit seed for (seed, epoch, step); independent of the .NET version.
     private long Mix(int epoch, int step)
     {
-        ulong z = (ulong)Options.Seed * 0x9E3779B97F4A7C15UL ^ (ulong)(epoch + 1) * 0xBF58476D1CE4E5B9UL ^ (ulong)(step + 2) * 0x94D049BB133111EBUL;
+        ulong z = Options.Seed * 0x9E3779B97F4A7C15UL ^ (ulong)(epoch + 1) * 0xBF58476D1CE4E5B9UL ^ (ulong)(step + 2) * 0x94D049BB133111EBUL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
         return (long)((z ^ (z >> 31)) >> 1);

@@ -1,4 +1,5 @@
 using Defeat.Attacks;
+using Defeat.Validation;
 using static TorchSharp.torch;
 
 namespace Defeat.Training;
@@ -35,7 +36,7 @@ public sealed record DefeatTrainerOptions
     public Augmentation Augmentation { get; init; } = Augmentation.Flip;
 
     /// <summary>Seed of the batch order, augmentation and attack starts: same seed, same weights on CPU.</summary>
-    public int Seed { get; init; } = 1;
+    public ulong Seed { get; init; } = 1;
 
     /// <summary>Folder for one checkpoint per epoch (atomic, resumable); null for none.</summary>
     public string? CheckpointDirectory { get; init; }
@@ -49,14 +50,14 @@ public sealed record DefeatTrainerOptions
     /// <summary>Throws when an option is out of range.</summary>
     public void Validate()
     {
-        if (Epochs < 1) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "Expected at least 1.");
-        if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "Expected at least 1.");
-        if (!(LearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "Expected a positive learning rate.");
-        if (!(Momentum >= 0 && Momentum < 1)) throw new ArgumentOutOfRangeException(nameof(Momentum), Momentum, "Expected a momentum in [0, 1).");
-        if (!(WeightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "Expected a non-negative weight decay.");
-        if (WarmupEpochs < 0 || WarmupEpochs >= Epochs)
-            throw new ArgumentOutOfRangeException(nameof(WarmupEpochs), WarmupEpochs, $"Expected warm-up epochs in [0, {Epochs - 1}] (fewer than Epochs = {Epochs}).");
-        if (!(WarmupLearningRate > 0)) throw new ArgumentOutOfRangeException(nameof(WarmupLearningRate), WarmupLearningRate, "Expected a positive learning rate.");
+        OptionChecks.AtLeast(Epochs, 1, nameof(Epochs));
+        OptionChecks.AtLeast(BatchSize, 1, nameof(BatchSize));
+        OptionChecks.Positive(LearningRate, nameof(LearningRate));
+        OptionChecks.InRange(Momentum, 0, 1, nameof(Momentum), maximumIncluded: false);
+        OptionChecks.NonNegative(WeightDecay, nameof(WeightDecay));
+        // Fewer warm-up epochs than epochs: the schedule needs at least one cosine epoch.
+        OptionChecks.InRange(WarmupEpochs, 0, Epochs - 1, nameof(WarmupEpochs));
+        OptionChecks.Positive(WarmupLearningRate, nameof(WarmupLearningRate));
         ArgumentNullException.ThrowIfNull(Attack);
         Attack.Validate();
     }

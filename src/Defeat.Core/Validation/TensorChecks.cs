@@ -20,6 +20,39 @@ public static class TensorChecks
         return "[" + string.Join(", ", tensor.shape) + "]";
     }
 
+    /// <summary>A tensor as <c>Float32 [2, 3, 8, 8]</c>: its dtype and shape.</summary>
+    public static string Describe(Tensor tensor)
+    {
+        ArgumentNullException.ThrowIfNull(tensor);
+        return $"{tensor.dtype} {Shape(tensor)}";
+    }
+
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> unless <paramref name="satisfied"/>:
+    /// <c>"{name} must be {expected}, got {dtype} {shape}."</c> The one form of every shape and dtype check.
+    /// </summary>
+    /// <param name="tensor">The tensor checked (its dtype and shape are reported).</param>
+    /// <param name="satisfied">Whether the tensor meets the expectation.</param>
+    /// <param name="name">The argument name reported.</param>
+    /// <param name="expected">What was expected, e.g. <c>"[B, classes]"</c> or <c>"int64 [4]"</c>.</param>
+    public static void Require(Tensor tensor, bool satisfied, string name, string expected)
+    {
+        ArgumentNullException.ThrowIfNull(tensor, name);
+        if (!satisfied)
+            throw new ArgumentException($"{name} must be {expected}, got {Describe(tensor)}.", name);
+    }
+
+    /// <summary>
+    /// Whether two devices are the same: same type and, beyond the CPU, the same index (an unspecified index, as in
+    /// <c>cuda</c>, matches any). The one same-device rule of the library.
+    /// </summary>
+    public static bool SameDevice(Device a, Device b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        return a.type == b.type && (a.type == DeviceType.CPU || a.index == b.index || a.index < 0 || b.index < 0);
+    }
+
     /// <summary>
     /// Requires floating-point images <c>[B, C, H, W]</c>; when <paramref name="channels"/> or
     /// <paramref name="size"/> are given, also that many channels and a square <c>size x size</c> image.
@@ -37,11 +70,9 @@ public static class TensorChecks
                   && (size is null || (images.shape[2] == size && images.shape[3] == size));
         if (!ok)
         {
-            var expected = new List<string>();
-            if (channels is not null) expected.Add($"C = {channels}");
-            if (size is not null) expected.Add($"H = W = {size}");
-            string detail = expected.Count == 0 ? "" : $" with {string.Join(", ", expected)}";
-            throw new ArgumentException($"{name} must be floating-point [B, C, H, W]{detail} pixels in [0, 1], got {images.dtype} {Shape(images)}.", name);
+            string c = channels?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "C";
+            string h = size?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "H", w = size is null ? "W" : h;
+            throw new ArgumentException($"{name} must be floating-point [B, {c}, {h}, {w}] pixels in [0, 1], got {Describe(images)}.", name);
         }
     }
 
@@ -76,7 +107,7 @@ public static class TensorChecks
     {
         ArgumentNullException.ThrowIfNull(labels, name);
         if (labels.dim() != 1 || labels.shape[0] != batch || labels.dtype != ScalarType.Int64)
-            throw new ArgumentException($"{name} must be int64 [{batch}] (one class per image), got {labels.dtype} {Shape(labels)}.", name);
+            throw new ArgumentException($"{name} must be int64 [{batch}] (one class per image), got {Describe(labels)}.", name);
         if (classes is null || labels.numel() == 0) return;
         using var scope = NewDisposeScope();
         long min = labels.min().item<long>(), max = labels.max().item<long>();
@@ -84,19 +115,17 @@ public static class TensorChecks
             throw new ArgumentException($"{name} must be class indices in [0, {classes - 1}] for {classes} classes, got labels in [{min}, {max}].", name);
     }
 
-    /// <summary>Requires <paramref name="tensor"/> on <paramref name="device"/> (the model's).</summary>
+    /// <summary>Requires <paramref name="tensor"/> on <paramref name="device"/> (see <see cref="SameDevice"/>).</summary>
     /// <param name="tensor">The tensor to check.</param>
     /// <param name="device">The device it must be on.</param>
     /// <param name="name">The argument name reported.</param>
-    /// <param name="owner">What lives on <paramref name="device"/>, for the message (e.g. "the model").</param>
+    /// <param name="owner">What lives on <paramref name="device"/>, for the message (e.g. "the model", "the images").</param>
     public static void RequireDevice(Tensor tensor, Device device, string name, string owner)
     {
         ArgumentNullException.ThrowIfNull(tensor, name);
         ArgumentNullException.ThrowIfNull(device);
-        var d = tensor.device;
-        bool same = d.type == device.type && (d.type == DeviceType.CPU || d.index == device.index || d.index < 0 || device.index < 0);
-        if (!same)
-            throw new ArgumentException($"{name} must be on {device} ({owner}'s device), got a tensor on {d}. Move it with .to({device}).", name);
+        if (!SameDevice(tensor.device, device))
+            throw new ArgumentException($"{name} must be on {device}, the device of {owner}, got a tensor on {tensor.device}. Move it with .to({device}).", name);
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using Defeat.Model;
 using System.Text.Json.Nodes;
 using Defeat.Attacks;
 using Defeat.Checkpoints;

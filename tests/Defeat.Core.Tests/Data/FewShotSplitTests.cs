@@ -51,6 +51,6 @@ public class FewShotSplitTests
         Assert.That(sub.Images.data<float>().ToArray(), Is.EqualTo(new float[] { 0.4f, 0.5f, 0f, 0.1f }));
         Assert.That(sub.LabelArray(), Is.EqualTo(new long[] { 0, 0 }));
         Assert.That(Assert.Throws<ArgumentException>(() => new LabeledImages(images.clone(), tensor(new long[] { 0, 2, 0 }), ["a", "b"]))!.Message,
-            Does.Contain("labels in [0, 1]").And.Contain("got labels in [0, 2]"));
+            Does.Contain("in [0, 1] for 2 classes").And.Contain("got labels in [0, 2]"));
     }
 }

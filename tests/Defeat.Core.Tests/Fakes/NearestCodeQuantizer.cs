@@ -4,7 +4,7 @@ namespace Defeat.Tests.Fakes;
 
 /// <summary>
 /// A brute-force quantizer that is not a TorchSharp module: it proves the shield works with any
-/// <see cref="IVectorQuantizer"/>. Its commitment weight is deliberately odd (3.0), which the shield must ignore.
+/// <see cref="IVectorQuantizer"/>. Its commitment weight is deliberately odd (3.0), so a test sees the shield use it.
 /// </summary>
 internal sealed class NearestCodeQuantizer : IVectorQuantizer
 {

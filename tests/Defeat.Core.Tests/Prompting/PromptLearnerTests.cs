@@ -120,6 +120,19 @@ public class PromptLearnerTests
     }
 
     [Test]
+    public void TemplatesAreFilledByPlainReplacementAndChecked()
+    {
+        Assert.That(PromptTemplates.Fill("a {0} and a {0} {1}", "cat"), Is.EqualTo("a cat and a cat {1}"));
+        Assert.That(PromptTemplates.Fill(PromptTemplates.Default, "red car"), Is.EqualTo("a photo of a red car."));
+        Assert.That(new PromptLearnerOptions().Templates, Is.EqualTo(new[] { PromptTemplates.Default }));
+        var none = Assert.Throws<ArgumentException>(() => PromptTemplates.Validate([], "templates"))!;
+        Assert.That(none.ParamName, Is.EqualTo("templates"));
+        Assert.That(none.Message, Does.Contain("at least one template"));
+        var marker = Assert.Throws<ArgumentException>(() => PromptTemplates.Validate(["a {0}.", "a photo"], "templates"))!;
+        Assert.That(marker.Message, Does.Contain("{0}").And.Contain("\"a photo\""));
+    }
+
+    [Test]
     public void BadOptionsAndShapesGiveClearErrors()
     {
         using var scope = NewDisposeScope();

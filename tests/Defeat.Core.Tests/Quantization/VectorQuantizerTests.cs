@@ -10,7 +10,7 @@ public class VectorQuantizerTests
         => randn(shape, dtype: dtype, generator: new Generator((ulong)seed));
 
     // Codes spread over the data's range so that many are chosen.
-    private static VectorQuantizer Quantizer(int k, int d, long seed = 1, VectorQuantizerOptions? options = null)
+    private static VectorQuantizer Quantizer(int k, int d, ulong seed = 1, VectorQuantizerOptions? options = null)
         => new((options ?? new VectorQuantizerOptions()) with { CodebookSize = k, Dim = d, InitScale = 1.5, Seed = seed });
 
     [Test]

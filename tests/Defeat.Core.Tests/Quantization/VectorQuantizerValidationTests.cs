@@ -40,7 +40,7 @@ public class VectorQuantizerValidationTests
         Assert.That(error.ParamName, Is.EqualTo("input"));
         Assert.That(error.Message, Does.Contain("[..., 8]").And.Contain("[2, 3, 7]"));
         var scalar = Assert.Throws<ArgumentException>(() => vq.Quantize(tensor(1f)))!;
-        Assert.That(scalar.Message, Does.Contain("got []"));
+        Assert.That(scalar.Message, Does.Contain("got Float32 []"));
     }
 
     [Test]

@@ -1,3 +1,4 @@
+using Defeat.Model;
 using System.Globalization;
 using Defeat.Prompting;
 using Defeat.Shield;

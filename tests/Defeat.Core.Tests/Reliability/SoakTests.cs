@@ -1,6 +1,7 @@
 using System.Globalization;
 using Defeat.Attacks;
 using Defeat.Data;
+using Defeat.Model;
 using Defeat.Prompting;
 using Defeat.Shield;
 using Defeat.Tests.Fakes;

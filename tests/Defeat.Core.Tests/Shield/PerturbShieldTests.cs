@@ -15,7 +15,7 @@ public class PerturbShieldTests
         manual_seed(1);
         var codebook = randn(10, 4);
         var quantizer = new NearestCodeQuantizer(codebook);
-        var options = Small with { ReconstructionWeight = 1.5, CodebookWeight = 2, CommitmentWeight = 0.25 };
+        var options = Small with { ReconstructionWeight = 1.5, CodebookWeight = 2 };
         var shield = new PerturbShield(options, quantizer);
         var grid = randn(2, 9, 6);
 
@@ -31,14 +31,14 @@ public class PerturbShieldTests
         var expectedRec = (grid - output.Reconstruction).pow(2).mean().item<float>();
         Assert.That(output.ReconstructionLoss.item<float>(), Is.EqualTo(expectedRec).Within(1e-6));
         // Codebook and commitment terms have the same forward value mean((z_e - z_q)^2); the
-        // quantizer's own commitment weight (3.0) must not leak into the shield's term.
+        // commitment term carries the quantizer's own weight (3.0), and both are weighted by CodebookWeight.
         var ze = shield.VqVae.Encode(grid.transpose(1, 2).reshape(2, 6, 3, 3)).permute(0, 2, 3, 1).reshape(-1, 4);
         var nearest = (ze.unsqueeze(1) - codebook.unsqueeze(0)).pow(2).sum(2).argmin(1);
         Assert.That(output.Indices.reshape(-1).equal(nearest).all().item<bool>(), Is.True, "indices are the nearest codewords, row-major");
         var expectedVq = (ze - codebook[nearest]).pow(2).mean().item<float>();
         Assert.That(output.CodebookLoss.item<float>(), Is.EqualTo(expectedVq).Within(1e-6));
-        Assert.That(output.CommitmentLoss.item<float>(), Is.EqualTo(expectedVq).Within(1e-6));
-        Assert.That(output.Loss.item<float>(), Is.EqualTo(1.5 * expectedRec + 2 * expectedVq + 0.25 * expectedVq).Within(1e-5));
+        Assert.That(output.CommitmentLoss.item<float>(), Is.EqualTo(3 * expectedVq).Within(1e-5));
+        Assert.That(output.Loss.item<float>(), Is.EqualTo(1.5 * expectedRec + 2 * (expectedVq + 3 * expectedVq)).Within(1e-5));
 
         // Projection: w . recon[b, :, d] + bias over the 9 positions.
         var linear = shield.Projection.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach());
@@ -50,8 +50,29 @@ public class PerturbShieldTests
     public void DefaultWeightsAreTheOfficialOnes()
     {
         var options = new PerturbShieldOptions();
-        Assert.That((options.ReconstructionWeight, options.CodebookWeight, options.CommitmentWeight), Is.EqualTo((0.5, 0.1, 0.025)));
+        // The commitment term's overall weight is CodebookWeight * the quantizer's beta: 0.1 * 0.25 = 0.025.
+        Assert.That((options.ReconstructionWeight, options.CodebookWeight, new VectorQuantizerOptions().CommitmentWeight), Is.EqualTo((0.5, 0.1, 0.25)));
         Assert.That((options.FeatureDim, options.GridPositions, options.HiddenDim, options.CodebookSize), Is.EqualTo((512, 49, 256, 512)));
+    }
+
+    [Test]
+    public void TheQuantizersCommitmentWeightIsTheShieldsCommitmentWeight()
+    {
+        using var scope = NewDisposeScope();
+        ShieldOutput Run(double beta)
+        {
+            manual_seed(5);
+            var shield = new PerturbShield(Small with { Quantizer = new VectorQuantizerOptions { CodebookSize = 10, Dim = 4, CommitmentWeight = beta, InitScale = 1 } });
+            return shield.Shield(randn(new long[] { 2, 9, 6 }, generator: new Generator(6)));
+        }
+        var quarter = Run(0.25);
+        var one = Run(1.0);
+        // Same seeds, same weights: only beta differs, so the commitment term and the loss move by the hand-worked amounts.
+        var mse = quarter.CodebookLoss.item<float>();
+        Assert.That(quarter.CommitmentLoss.item<float>(), Is.EqualTo(0.25 * mse).Within(1e-6));
+        Assert.That(one.CommitmentLoss.item<float>(), Is.EqualTo(mse).Within(1e-6));
+        Assert.That(one.Loss.item<float>() - quarter.Loss.item<float>(), Is.EqualTo(0.1 * 0.75 * mse).Within(1e-6));
+        Assert.That(mse, Is.GreaterThan(0f));
     }
 
     [Test]
@@ -113,7 +134,7 @@ public class PerturbShieldTests
         var e4 = Assert.Throws<ArgumentOutOfRangeException>(() => new PerturbShield(Small with { Quantizer = new VectorQuantizerOptions { CodebookSize = 10, Dim = 5 } }));
         Assert.That(e4!.ParamName, Is.EqualTo("Quantizer"));
         Assert.That(e4.Message, Does.Contain("Dim = 4").And.Contain("Dim = 5"));
-        var e5 = Assert.Throws<ArgumentOutOfRangeException>(() => new PerturbShield(Small with { CommitmentWeight = -1 }));
+        var e5 = Assert.Throws<ArgumentOutOfRangeException>(() => new PerturbShield(Small with { Quantizer = new VectorQuantizerOptions { CodebookSize = 10, Dim = 4, CommitmentWeight = -1 } }));
         Assert.That(e5!.ParamName, Is.EqualTo("CommitmentWeight"));
         var e6 = Assert.Throws<ArgumentException>(() => new PerturbShield(Small, new NearestCodeQuantizer(randn(10, 3))));
         Assert.That(e6!.Message, Does.Contain("hidden width 4").And.Contain("got 3"));

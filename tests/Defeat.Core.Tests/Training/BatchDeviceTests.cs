@@ -1,6 +1,7 @@
 using Defeat.Attacks;
 using Defeat.Data;
 using Defeat.Evaluation;
+using Defeat.Model;
 using Defeat.Training;
 
 namespace Defeat.Tests.Training;

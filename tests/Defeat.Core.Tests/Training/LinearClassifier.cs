@@ -1,4 +1,4 @@
-using Defeat.Training;
+using Defeat.Model;
 using TorchSharp.Modules;
 using static TorchSharp.torch.nn;
 

@@ -1,6 +1,7 @@
 using Defeat.Attacks;
 using Defeat.Data;
 using Defeat.Evaluation;
+using Defeat.Model;
 using Defeat.Prompting;
 using Defeat.Shield;
 using Defeat.Tests.Fakes;
@@ -62,7 +63,7 @@ public class BadInputTests
         var metaLabels = empty(new long[] { 2 }, dtype: ScalarType.Int64, device: new Device(DeviceType.META));
         var e5 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, full(2, 1, 2, 2, 0.5f), metaLabels))!;
         Assert.That(e5.ParamName, Is.EqualTo("labels"));
-        Assert.That(e5.Message, Does.Contain("images' device cpu").And.Contain("meta"));
+        Assert.That(e5.Message, Does.Contain("labels must be on cpu, the device of the images").And.Contain("meta"));
     }
 
     [Test]
@@ -80,7 +81,7 @@ public class BadInputTests
         using var model = Model();
         var channels = Assert.Throws<ArgumentException>(() => model.Logits(rand(2, 1, 12, 12)))!;
         Assert.That(channels.ParamName, Is.EqualTo("images"));
-        Assert.That(channels.Message, Does.Contain("C = 3, H = W = 12").And.Contain("[2, 1, 12, 12]"));
+        Assert.That(channels.Message, Does.Contain("[B, 3, 12, 12]").And.Contain("[2, 1, 12, 12]"));
         Assert.That(Assert.Throws<ArgumentException>(() => model.Logits(rand(2, 3, 8, 8)))!.Message, Does.Contain("[2, 3, 8, 8]"));
         Assert.That(Assert.Throws<ArgumentException>(() => model.Logits(zeros(2, 3, 12, 12, dtype: ScalarType.Int32)))!.Message, Does.Contain("Int32"));
         var range = Assert.Throws<ArgumentException>(() => model.call(Images(2), tensor(new long[] { 1, 4 })))!;
@@ -101,7 +102,7 @@ public class BadInputTests
         try { meta = empty(new long[] { 2, 3, 12, 12 }, device: new Device(DeviceType.META)); }
         catch (Exception e) { Assert.Ignore($"This TorchSharp build has no meta device: {e.Message}"); return; }
         var e2 = Assert.Throws<ArgumentException>(() => model.Logits(meta))!;
-        Assert.That(e2.Message, Does.Contain("the model's device").And.Contain("meta"));
+        Assert.That(e2.Message, Does.Contain("the device of the model").And.Contain("meta"));
     }
 
     [Test]

@@ -1,3 +1,4 @@
+using Defeat.Model;
 using Defeat.Attacks;
 using Defeat.Data;
 using Defeat.Evaluation;

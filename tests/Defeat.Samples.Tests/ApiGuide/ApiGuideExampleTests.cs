@@ -1,8 +1,8 @@
 using Defeat.Checkpoints;
 using Defeat.Clip;
 using Defeat.Data;
+using Defeat.Model;
 using Defeat.Prompting;
-using Defeat.Training;
 
 namespace Defeat.Tests.Samples.ApiGuide;
 
@@ -89,7 +89,8 @@ public class ApiGuideExampleTests
         Assert.That(projected.shape, Is.EqualTo(new long[] { 3, 16 }));
         Assert.That(result.Indices.shape, Is.EqualTo(new long[] { 3, 4 }));
         var alignment = (nn.functional.normalize(classFeature, dim: -1) - nn.functional.normalize(projected, dim: -1)).abs().mean();
-        var expected = 0.5 * result.ReconstructionLoss + 0.1 * result.CodebookLoss + 0.025 * result.CommitmentLoss + 10 * alignment;
+        // The commitment term already carries the quantizer's beta (0.25): 0.1 * (codebook + 0.25 * MSE) = 0.1 * codebook + 0.025 * MSE.
+        var expected = 0.5 * result.ReconstructionLoss + 0.1 * (result.CodebookLoss + result.CommitmentLoss) + 10 * alignment;
         Assert.That(loss.item<float>(), Is.EqualTo(expected.item<float>()).Within(1e-5));
     }
 

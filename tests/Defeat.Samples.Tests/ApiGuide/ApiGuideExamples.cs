@@ -9,6 +9,7 @@ using Defeat.Clip.Tokenization;
 using Defeat.Data;
 using Defeat.Evaluation;
 using Defeat.Fusion;
+using Defeat.Model;
 using Defeat.Prompting;
 using Defeat.Quantization;
 using Defeat.Shield;
@@ -70,7 +71,7 @@ public static class ApiGuideExamples
         });
         var result = shield.Shield(grid);                      // grid [B, 4, 16]: the backbone's patch features
         Tensor projected = result.Projected;                   // [B, 16] = W · VQVAE(grid)
-        Tensor loss = result.Loss                              // 0.5·rec + 0.1·codebook + 0.025·commitment
+        Tensor loss = result.Loss                              // 0.5·rec + 0.1·(codebook + 0.25·commitment MSE)
             + 10 * shield.AlignmentLoss(classFeature, projected);   // λ · mean |norm(I) − norm(Î_proj)|
         // </example:perturb-shield>
         return (projected, result, loss);

@@ -268,9 +268,9 @@ public class PackageRoundTripTests
         using System.Globalization;
         using Defeat.Clip;
         using Defeat.Clip.Tokenization;
+        using Defeat.Model;
         using Defeat.Quantization;
         using Defeat.Shield;
-        using Defeat.Training;
         using TorchSharp;
         using static TorchSharp.torch;
 

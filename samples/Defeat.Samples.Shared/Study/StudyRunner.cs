@@ -1,0 +1,154 @@
+using Defeat.Model;
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Defeat.Attacks;
+using Defeat.Backbones;
+using Defeat.Data;
+using Defeat.Evaluation;
+using Defeat.Prompting;
+using Defeat.Training;
+using Microsoft.Extensions.Logging;
+using static TorchSharp.torch;
+
+namespace Defeat.Samples.Shared.Study;
+
+/// <summary>
+/// Runs the (configuration, seed) cells of a study: trains and evaluates each, and writes one JSON file per cell.
+/// A cell whose file exists is never recomputed; an interrupted cell resumes training from its last checkpoint and
+/// evaluates again from the start. Cells are independent, so <c>shard</c> I of N runs every N-th one and many machines
+/// can share one study folder.
+/// </summary>
+/// <param name="protocol">What every cell shares.</param>
+/// <param name="backbone">The frozen backbone.</param>
+/// <param name="classNames">Class names of the data set.</param>
+/// <param name="fewShot">The training set of a seed: (seed, shots per class) -> images the backbone never saw.</param>
+/// <param name="testSet">The fixed test images (see <see cref="StudyProtocol.TestPerClass"/>).</param>
+/// <param name="prompts">Prompt-learner options for a seed (hand-written templates of the data set).</param>
+/// <param name="folder">The study folder: cells in <c>cells/</c>, training checkpoints in <c>checkpoints/</c>.</param>
+/// <param name="loggers">Logging.</param>
+public sealed class StudyRunner(
+    StudyProtocol protocol, IVisionLanguageBackbone backbone, IReadOnlyList<string> classNames,
+    Func<int, int, LabeledImages> fewShot, LabeledImages testSet, Func<int, PromptLearnerOptions> prompts,
+    string folder, ILoggerFactory loggers)
+{
+    /// <summary>The folder the cell files go to.</summary>
+    public string CellFolder => Path.Combine(folder, "cells");
+
+    /// <summary>The cells of <paramref name="configurations"/> x <paramref name="seeds"/> that shard
+    /// <paramref name="shard"/> of <paramref name="shards"/> owns (1-based), configuration-major.</summary>
+    public static IReadOnlyList<(StudyConfiguration Configuration, int Seed)> Plan(
+        IReadOnlyList<StudyConfiguration> configurations, IReadOnlyList<int> seeds, int shard = 1, int shards = 1)
+    {
+        ArgumentNullException.ThrowIfNull(configurations);
+        ArgumentNullException.ThrowIfNull(seeds);
+        if (shards < 1 || shard < 1 || shard > shards)
+            throw new ArgumentOutOfRangeException(nameof(shard), $"{shard}/{shards}", "Expected a shard I/N with 1 <= I <= N.");
+        var cells = configurations.SelectMany(c => seeds.Select(s => (c, s))).ToList();
+        return cells.Where((_, i) => i % shards == shard - 1).ToList();
+    }
+
+    /// <summary>Runs every cell of <paramref name="cells"/> that has no file yet; returns how many it ran.</summary>
+    public int Run(IReadOnlyList<(StudyConfiguration Configuration, int Seed)> cells, IProgress<StageProgress> progress, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(cells);
+        protocol.Validate();
+        var log = loggers.CreateLogger<StudyRunner>();
+        int ran = 0;
+        for (int i = 0; i < cells.Count; i++)
+        {
+            var (configuration, seed) = cells[i];
+            string path = Path.Combine(CellFolder, StudyCell.FileName(configuration.Name, seed));
+            if (File.Exists(path))
+            {
+                log.LogInformation("{Cell}: done before, skipped", Path.GetFileName(path));
+                continue;
+            }
+            ct.ThrowIfCancellationRequested();
+            var cell = RunCell(configuration, seed, progress, ct);
+            cell.Save(CellFolder);
+            progress.Report(new StageProgress("study", i + 1, cells.Count, $"{configuration.Name} seed {seed} done"));
+            log.LogInformation("{Config} seed {Seed}: clean {Clean:P1}, robust {Robust:P1} at {Eps:0.##}/255 (train {Train:F0} s, evaluate {Eval:F0} s)",
+                configuration.Name, seed, cell.Clean, cell.ByEpsilon[^1].Robust, cell.ByEpsilon[^1].Epsilon * 255, cell.TrainSeconds, cell.EvaluateSeconds);
+            ran++;
+        }
+        return ran;
+    }
+
+    /// <summary>Trains and evaluates one cell (ignores any existing file).</summary>
+    public StudyCell RunCell(StudyConfiguration configuration, int seed, IProgress<StageProgress> progress, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        string name = $"{configuration.Name} s{seed}";
+        int shots = configuration.Shots ?? protocol.Shots;
+        using var train = fewShot(seed, shots);
+        using var model = Build(configuration, seed);
+
+        var watch = Stopwatch.StartNew();
+        if (configuration.Train)
+        {
+            int epochs = configuration.Epochs ?? protocol.Epochs;
+            var trainer = new DefeatTrainer(new DefeatTrainerOptions
+            {
+                Epochs = epochs,
+                WarmupEpochs = Math.Min(1, epochs - 1),
+                LearningRate = configuration.LearningRate ?? protocol.LearningRate,
+                BatchSize = protocol.BatchSize,
+                Attack = PgdOptions.DefeatTraining(protocol.TrainEpsilon),
+                Seed = (ulong)seed,
+                CheckpointDirectory = Path.Combine(folder, "checkpoints", $"{configuration.Name}--seed{seed}"),
+            }, loggers.CreateLogger<DefeatTrainer>());
+            trainer.Train(model, train, new JsonObject { ["configuration"] = configuration.Name, ["protocol"] = protocol.Fingerprint() },
+                new SyncProgress<TrainingProgress>(p => progress.Report(new StageProgress($"train {name}", p.Step, p.TotalSteps, $"epoch {p.Epoch}, loss {p.Loss:F3}"))), ct);
+        }
+        double trainSeconds = watch.Elapsed.TotalSeconds;
+
+        model.eval();
+        var evaluator = new RobustnessEvaluator(new RobustnessEvaluatorOptions
+        {
+            Epsilons = protocol.Epsilons,
+            BatchSize = protocol.EvaluationBatchSize,
+            Attacks = Suite(model, seed),
+        }, loggers.CreateLogger<RobustnessEvaluator>());
+        var report = evaluator.Evaluate(AdaptiveAttackSuite.Subject(model, name), testSet,
+            new SyncProgress<EvaluationProgress>(p => progress.Report(new StageProgress($"evaluate {name}", (int)p.Done, (int)p.Total, p.Stage))), ct);
+
+        return new StudyCell(configuration.Name, seed, protocol.Fingerprint(), (int)report.Images, (int)train.Count,
+            report.CleanAccuracy, StudyCell.Bits(report.CleanCorrect!), report.BranchAccuracy, report.Codes?.CodesUsed, report.Codes?.Perplexity,
+            report.ByEpsilon.Select(r => new StudyEpsilonResult(r.Epsilon, r.RobustAccuracy, r.RobustAccuracyByTarget, r.FlipRate, StudyCell.Bits(r.RobustCorrect!))).ToList(),
+            trainSeconds, watch.Elapsed.TotalSeconds - trainSeconds, DateTime.UtcNow);
+    }
+
+    /// <summary>The model of a configuration, initialised from <paramref name="seed"/>.</summary>
+    public DefeatModel Build(StudyConfiguration configuration, int seed)
+    {
+        manual_seed(seed);
+        var shield = configuration.Shield?.Invoke(backbone, seed);
+        return DefeatModel.Create(backbone, classNames, configuration.Model with { UseShield = shield is not null }, prompts(seed), shield, configuration.Fusion);
+    }
+
+    private IReadOnlyList<NamedAttack> Suite(DefeatModel model, int seed)
+    {
+        if (protocol.Suite == StudySuite.Full)
+            return AdaptiveAttackSuite.Attacks(model, new AdaptiveAttackOptions
+            {
+                Steps = protocol.PgdSteps, Restarts = protocol.Restarts, Seed = (ulong)seed, SoftQuantizationTemperatures = protocol.SoftQuantizationTemperatures,
+            });
+        Func<double, IAdversarialAttack> Pgd(AttackLoss loss, ulong offset) => eps => new PgdAttack(PgdOptions.DefeatEvaluation(eps) with
+        {
+            Steps = protocol.PgdSteps, Loss = loss, Seed = (ulong)seed + offset,
+        });
+        var suite = new List<NamedAttack> { new("pgd-ce/fused", AdaptiveAttackSuite.Fused, Pgd(AttackLoss.CrossEntropy, 0)) };
+        if (model.Shield is not null)
+        {
+            suite.Add(new("pgd-ce/clean", AdaptiveAttackSuite.Clean, Pgd(AttackLoss.CrossEntropy, 1)));
+            suite.Add(new("pgd-ce/robust", AdaptiveAttackSuite.Robust, Pgd(AttackLoss.CrossEntropy, 2)));
+            var shield = model.Shield;
+            suite.Add(new("pgd-softvq/fused", AdaptiveAttackSuite.Fused, eps => new SoftQuantizationAttack(PgdOptions.DefeatEvaluation(eps) with
+            {
+                Steps = protocol.PgdSteps, Seed = (ulong)seed + 6,
+            }, protocol.SoftQuantizationTemperatures, shield.UseSoftQuantization)));
+        }
+        if (classNames.Count >= 3) suite.Add(new("pgd-dlr/fused", AdaptiveAttackSuite.Fused, Pgd(AttackLoss.Dlr, 4)));
+        return suite;
+    }
+}
