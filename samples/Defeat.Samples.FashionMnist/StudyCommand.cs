@@ -105,7 +105,7 @@ public static class StudyCommand
         string markdown = summary.Markdown();
         string path = Path.Combine(folder, "summary.md");
         Defeat.Checkpoints.AtomicFile.WriteAllText(path, markdown);
-        AnsiConsole.WriteLine(markdown);
+        Console.Out.WriteLine(markdown); // plain: markdown must not be wrapped at the console width
         AnsiConsole.MarkupLineInterpolated($"Summary: [bold]{path}[/]");
     }
 

@@ -125,7 +125,7 @@ public class FirstBatchInitTests
         Assert.That(both.Message, Does.Contain("KMeansInit"));
         var cosine = Assert.Throws<ArgumentException>(() => new VectorQuantizerOptions { FirstBatchInit = FirstBatchInit.MatchInputNorm, Distance = QuantizerDistance.Cosine }.Validate());
         Assert.That(cosine!.Message, Does.Contain("Cosine"));
-        var undefined = Assert.Throws<ArgumentException>(() => new VectorQuantizerOptions { FirstBatchInit = (FirstBatchInit)9 }.Validate());
+        var undefined = Assert.Throws<ArgumentOutOfRangeException>(() => new VectorQuantizerOptions { FirstBatchInit = (FirstBatchInit)9 }.Validate());
         Assert.That(undefined!.Message, Does.Contain("9"));
         // The default keeps the official state dict: no initialized flag.
         using var plain = new VectorQuantizer(new VectorQuantizerOptions { CodebookSize = 4, Dim = 2 });

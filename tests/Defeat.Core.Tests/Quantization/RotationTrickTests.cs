@@ -188,7 +188,7 @@ public class RotationTrickTests
         Assert.Throws<ArgumentException>(() => RotationTrick.Apply(zeros(3), zeros(3)));
         var e = Assert.Throws<ArgumentException>(() => RotationTrick.Apply(zeros(2, 3), zeros(2, 4)));
         Assert.That(e!.ParamName, Is.EqualTo("codewords"));
-        var bad = Assert.Throws<ArgumentException>(() => new VectorQuantizer(new VectorQuantizerOptions { GradientEstimator = (GradientEstimator)7 }));
+        var bad = Assert.Throws<ArgumentOutOfRangeException>(() => new VectorQuantizer(new VectorQuantizerOptions { GradientEstimator = (GradientEstimator)7 }));
         Assert.That(bad!.ParamName, Is.EqualTo("GradientEstimator"));
         Assert.That(bad.Message, Does.Contain("7"));
     }

@@ -41,12 +41,13 @@ public class ShieldLatentOptionsTests
         var codes = Rows(quantizer.Codebook);
         var nearest = HighestCosine(Rows(ze), codes);
         Assert.That(Longs(output.Indices), Is.EqualTo(nearest));
-        // The commitment term compares unit latents with unit codewords.
+        // The commitment term compares unit latents with unit codewords; the shield reports the quantizer's beta-weighted
+        // term (beta = 0.25 by default), the codebook term unweighted.
         double commitment = 0;
         for (int m = 0; m < latents.Length; m++)
             commitment += SquaredDistance(expectedLatents[m], Unit(codes[nearest[m]]));
         commitment /= latents.Length * 4;
-        Assert.That(output.CommitmentLoss.item<float>(), Is.EqualTo(commitment).Within(1e-6));
+        Assert.That(output.CommitmentLoss.item<float>(), Is.EqualTo(0.25 * commitment).Within(1e-6));
         Assert.That(output.CodebookLoss.item<float>(), Is.EqualTo(commitment).Within(1e-6));
         Assert.That(shield.state_dict().Keys.Where(k => k.Contains("latent_norm") || k.Contains("quant_proj")), Is.Empty, "L2 adds no state");
     }
@@ -103,9 +104,9 @@ public class ShieldLatentOptionsTests
         var up = codes.matmul(par["vqvae.post_quant_proj.weight"].t()) + par["vqvae.post_quant_proj.bias"];
         var decoded = shield.VqVae.Decode(up.reshape(2, 3, 3, 4).permute(0, 3, 1, 2)).reshape(2, 6, 9).transpose(1, 2);
         Assert.That((output.Reconstruction - decoded).abs().max().item<float>(), Is.LessThan(1e-5f));
-        // Codebook and commitment terms live in the 2-D code space.
+        // Codebook and commitment terms live in the 2-D code space (the fake quantizer's beta is 3).
         var vq = (latents - codes).square().mean().item<float>();
-        Assert.That(output.CommitmentLoss.item<float>(), Is.EqualTo(vq).Within(1e-6));
+        Assert.That(output.CommitmentLoss.item<float>(), Is.EqualTo(3.0 * vq).Within(1e-5));
         Assert.That(output.CodebookLoss.item<float>(), Is.EqualTo(vq).Within(1e-6));
 
         // Built by the shield, the quantizer has the code width.
