@@ -17,7 +17,7 @@ internal static class DeepPromptTokens
             throw new ArgumentException(
                 $"The {tower} prompt tokens of layer {layer} must be floating [P, {width}] or [{batch}, P, {width}] with P >= 1; " +
                 $"got {tokens.dtype} [{string.Join(", ", tokens.shape)}].", nameof(tokens));
-        if (tokens.device != x.device)
+        if (tokens.device_type != x.device_type || (tokens.device_type != DeviceType.CPU && tokens.device_index != x.device_index))
             throw new ArgumentException(
                 $"The {tower} prompt tokens of layer {layer} are on {tokens.device}; the encoder runs on {x.device}.", nameof(tokens));
         tokens = tokens.to(x.dtype);
