@@ -20,7 +20,7 @@ namespace Defeat.Clip;
 /// <see cref="ClipConfig"/> (then call <see cref="InitializeParameters"/> to train from scratch).
 /// The forward of the module, <c>call(images, tokenIds)</c>, returns CLIP's logits per image <c>[B, n]</c>.
 /// </remarks>
-public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLanguageBackbone
+public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IDeepPromptBackbone
 {
 #pragma warning disable IDE1006 // PyTorch names: they are the state-dict keys.
     private readonly ImageNormalization normalize;
@@ -83,6 +83,15 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
     /// <inheritdoc/>
     public int ContextLength => Config.ContextLength;
 
+    /// <inheritdoc/>
+    public int VisionWidth => Config.VisionWidth;
+
+    /// <inheritdoc/>
+    public int VisionLayers => Config.VisionLayers;
+
+    /// <inheritdoc/>
+    public int TextLayers => Config.TextLayers;
+
     /// <summary><c>exp(logit_scale)</c>, the multiplier of cosine similarities (about 100 in released CLIP): a new scalar tensor.</summary>
     public Tensor LogitScale => logit_scale.exp();
 
@@ -94,11 +103,21 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
     /// <remarks>An empty batch gives empty features. Pixel values are not checked (this runs at every attack step):
     /// a NaN stays in its own image's features; attacks and the evaluator refuse non-finite or out-of-range pixels once per call.</remarks>
     /// <exception cref="ArgumentException">The images have the wrong shape or dtype.</exception>
-    public ImageFeatures EncodeImage(Tensor images)
+    public ImageFeatures EncodeImage(Tensor images) => EncodeImage(images, null);
+
+    /// <summary>
+    /// Encodes images as <see cref="EncodeImage(Tensor)"/> does, with deep vision prompts appended after the patch tokens
+    /// and replaced at each layer (see <see cref="VisionTransformer.forward(Tensor, IDeepPromptProvider)"/>); the grid
+    /// features are those of the patches only.
+    /// </summary>
+    /// <param name="images">Pixels <c>[B, C, H, W]</c> in [0, 1].</param>
+    /// <param name="prompts">Per-layer prompts <c>[P, VisionWidth]</c>; null is exactly <see cref="EncodeImage(Tensor)"/>.</param>
+    /// <exception cref="ArgumentException">The images or the prompt tokens have the wrong shape, dtype or device.</exception>
+    public ImageFeatures EncodeImage(Tensor images, IDeepPromptProvider? prompts)
     {
         CheckImages(images);
         using var scope = torch.NewDisposeScope();
-        var tokens = visual.forward(normalize.forward(images.to(visual.parameters().First().dtype)));
+        var tokens = visual.forward(normalize.forward(images.to(visual.parameters().First().dtype)), prompts);
         var cls = tokens[.., 0].contiguous();
         var grid = tokens[.., 1..].contiguous();
         return new ImageFeatures(cls, grid).MoveToOuterDisposeScope();
@@ -135,7 +154,19 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
     /// <param name="promptEmbeddings">Embeddings <c>[n, L, EmbeddingDim]</c>.</param>
     /// <param name="tokenIds">The <c>[n, L]</c> ids the embeddings stand for.</param>
     /// <exception cref="ArgumentException">Shapes do not fit.</exception>
-    public Tensor EncodeEmbeddings(Tensor promptEmbeddings, Tensor tokenIds)
+    public Tensor EncodeEmbeddings(Tensor promptEmbeddings, Tensor tokenIds) => EncodeEmbeddings(promptEmbeddings, tokenIds, null);
+
+    /// <summary>
+    /// Encodes token embeddings as <see cref="EncodeEmbeddings(Tensor, Tensor)"/> does, with deep text prompts at positions
+    /// <c>1..P</c> (right after the start token): layer 0's replace the embeddings there before the positional embedding
+    /// (null keeps <paramref name="promptEmbeddings"/> as given), each later layer's replace the previous block's outputs
+    /// there. The causal mask and the end-token pooling are unchanged; the prompts may not reach the end token.
+    /// </summary>
+    /// <param name="promptEmbeddings">Embeddings <c>[n, L, EmbeddingDim]</c>.</param>
+    /// <param name="tokenIds">The <c>[n, L]</c> ids the embeddings stand for.</param>
+    /// <param name="prompts">Per-layer prompts <c>[P, EmbeddingDim]</c>; null is exactly <see cref="EncodeEmbeddings(Tensor, Tensor)"/>.</param>
+    /// <exception cref="ArgumentException">Shapes do not fit, or the prompts would overwrite an end token.</exception>
+    public Tensor EncodeEmbeddings(Tensor promptEmbeddings, Tensor tokenIds, IDeepPromptProvider? prompts)
     {
         CheckIds(tokenIds, nameof(tokenIds));
         ArgumentNullException.ThrowIfNull(promptEmbeddings);
@@ -144,8 +175,26 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
             nameof(promptEmbeddings), $"floating-point [{tokenIds.shape[0]}, {tokenIds.shape[1]}, {Config.TextWidth}] to match tokenIds");
         using var scope = torch.NewDisposeScope();
         long n = tokenIds.shape[0], length = tokenIds.shape[1];
-        var x = promptEmbeddings + positional_embedding[..(int)length].to(promptEmbeddings.dtype);
-        x = ln_final.forward(transformer.forward(x));
+        Tensor x;
+        if (prompts is null)
+        {
+            x = promptEmbeddings + positional_embedding[..(int)length].to(promptEmbeddings.dtype);
+            x = transformer.forward(x);
+        }
+        else
+        {
+            var guarded = new EndTokenGuard(prompts, n == 0 ? long.MaxValue : tokenIds.argmax(-1).min().item<long>());
+            var embeddings = promptEmbeddings;
+            int count = 0;
+            if (guarded.PromptTokens(PromptTower.Text, 0) is { } first)
+            {
+                embeddings = DeepPromptTokens.Replace(embeddings, first, 1, 0, PromptTower.Text, 0);
+                count = (int)first.shape[^2];
+            }
+            x = embeddings + positional_embedding[..(int)length].to(promptEmbeddings.dtype);
+            x = transformer.forward(x, guarded, PromptTower.Text, 1, count);
+        }
+        x = ln_final.forward(x);
         var eot = tokenIds.argmax(-1).to(x.device);
         var pooled = x[torch.arange(n, device: x.device), eot];
         return pooled.matmul(text_projection).MoveToOuterDisposeScope();
@@ -227,6 +276,20 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IVisionLangua
         else if (name.EndsWith("mlp.c_fc.weight", StringComparison.Ordinal)) normal(p, fcStd);
         else if (name.EndsWith("mlp.c_proj.weight", StringComparison.Ordinal)) normal(p, projStd);
         else if (name.EndsWith(".bias", StringComparison.Ordinal) && !name.Contains(".ln_", StringComparison.Ordinal)) p.zero_();
+    }
+
+    // Text prompts sit at 1..P: refuses any that would overwrite an end token, whose output is the text feature.
+    private sealed class EndTokenGuard(IDeepPromptProvider inner, long firstEnd) : IDeepPromptProvider
+    {
+        public Tensor? PromptTokens(PromptTower tower, int layer)
+        {
+            var tokens = inner.PromptTokens(tower, layer);
+            if (tokens is not null && tokens.dim() >= 2 && 1 + tokens.shape[^2] > firstEnd)
+                throw new ArgumentException(
+                    $"The text prompt tokens of layer {layer} ({tokens.shape[^2]} from position 1) would overwrite an end token at position {firstEnd}; " +
+                    $"every prompt needs at least {tokens.shape[^2]} tokens between its start and end tokens.", "prompts");
+            return tokens;
+        }
     }
 
     private Tensor ScaledCosine(Tensor imageFeatures, Tensor textFeatures)

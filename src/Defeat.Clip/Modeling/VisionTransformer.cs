@@ -1,3 +1,4 @@
+using Defeat.Backbones;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -34,6 +35,12 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
 
     /// <summary>Patches per side of the grid.</summary>
     public int GridSide => InputResolution / PatchSize;
+
+    /// <summary>Width of the transformer's tokens (the width of vision prompts).</summary>
+    public int Width => transformer.Width;
+
+    /// <summary>Number of transformer blocks.</summary>
+    public int Layers => transformer.Layers;
 
     /// <summary>Width of the output features.</summary>
     public int OutputDim { get; }
@@ -77,5 +84,32 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
         var tokens = torch.cat([cls, patches], dim: 1) + positional_embedding.to(patches.dtype);
         tokens = transformer.forward(ln_pre.forward(tokens));
         return ln_post.forward(tokens).matmul(proj);
+    }
+
+    /// <summary>
+    /// Encodes normalised images with deep prompts (MaPLe's layout): layer 0's vision prompts are appended after the
+    /// patch tokens (after the positional embedding, before <c>ln_pre</c>), and each later layer's replace them
+    /// (see <see cref="IDeepPromptProvider"/>). Returns the projected class and patch tokens <c>[B, 1 + N, D]</c>;
+    /// the prompt tokens' outputs are dropped. With a null provider this is <see cref="forward(Tensor)"/>.
+    /// </summary>
+    /// <param name="x">Normalised images <c>[B, C, H, W]</c>.</param>
+    /// <param name="prompts">The per-layer prompts, or null.</param>
+    public Tensor forward(Tensor x, IDeepPromptProvider? prompts)
+    {
+        if (prompts is null) return forward(x);
+        var patches = conv1.forward(x).flatten(2).transpose(1, 2);
+        long batch = patches.shape[0];
+        var cls = class_embedding.to(patches.dtype).expand(batch, 1, -1);
+        var tokens = torch.cat([cls, patches], dim: 1) + positional_embedding.to(patches.dtype);
+        int visible = (int)tokens.shape[1];
+        int count = 0;
+        if (prompts.PromptTokens(PromptTower.Vision, 0) is { } first)
+        {
+            var appended = DeepPromptTokens.Expand(first, tokens, PromptTower.Vision, 0);
+            count = (int)appended.shape[1];
+            tokens = torch.cat([tokens, appended], dim: 1);
+        }
+        tokens = transformer.forward(ln_pre.forward(tokens), prompts, PromptTower.Vision, visible, count);
+        return ln_post.forward(tokens[.., ..visible]).matmul(proj);
     }
 }
