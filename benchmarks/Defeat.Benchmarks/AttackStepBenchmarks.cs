@@ -37,7 +37,7 @@ public class AttackStepBenchmarks
     public void Setup()
     {
         TorchThreads.PinToCoreCount();
-        using var scope = torch.NewDisposeScope();
+        // No dispose scope here: the model's parameters must outlive this method.
         _model = BenchmarkModels.Create(Case.Model);
         using (torch.no_grad())
         {
@@ -52,7 +52,6 @@ public class AttackStepBenchmarks
         _a = torch.randn(new long[] { n, n }, generator: new Generator(11));
         _b = torch.randn(new long[] { n, n }, generator: new Generator(12));
         _c = torch.empty(n, n);
-        foreach (var t in new[] { _text, _clean, _adv, _labels, _a, _b, _c }) t.DetachFromDisposeScope();
         Console.WriteLine($"// {Case}: {Case.Flops:E3} GEMM FLOPs per step; floor {n}^3 x 2 = {2.0 * n * n * n:E3}");
     }
 

@@ -14,8 +14,8 @@ public sealed record StepCase(string Model, int Batch, double Flops)
     /// <summary>Side of the square GEMM of the same FLOPs (the floor).</summary>
     public int FloorSide => StepFlops.SquareSide(Flops);
 
-    /// <summary>Label for the results table: model, batch, GFLOP count, floor side.</summary>
-    public override string ToString() => $"{Model} B={Batch} {Flops / 1e9:F2} GFLOP (n={FloorSide})";
+    /// <summary>Label for the results table (BenchmarkDotNet cuts long labels): model and batch.</summary>
+    public override string ToString() => $"{Model} B={Batch}";
 }
 
 /// <summary>Adds images/s and GFLOP/s columns to tables whose benchmarks take a <see cref="StepCase"/> parameter named <c>Case</c>.</summary>
@@ -24,7 +24,8 @@ public sealed class StepConfig : ManualConfig
     /// <summary>Registers the two columns.</summary>
     public StepConfig()
     {
-        AddColumn(new StepRateColumn(perImage: true), new StepRateColumn(perImage: false));
+        AddColumn(new StepCountColumn(floorSide: false), new StepCountColumn(floorSide: true),
+            new StepRateColumn(perImage: true), new StepRateColumn(perImage: false));
     }
 }
 
@@ -67,6 +68,47 @@ public sealed class StepRateColumn(bool perImage) : IColumn
         double seconds = report.ResultStatistics.Mean / 1e9;
         return perImage ? (c.Batch / seconds).ToString("F1") : (c.Flops / seconds / 1e9).ToString("F1");
     }
+
+    /// <inheritdoc/>
+    public bool IsAvailable(Summary summary) => true;
+
+    /// <inheritdoc/>
+    public bool IsDefault(Summary summary, BenchmarkCase benchmarkCase) => false;
+}
+
+/// <summary>The case's GEMM FLOP count (GFLOP) or the side n of the floor's square GEMM.</summary>
+public sealed class StepCountColumn(bool floorSide) : IColumn
+{
+    /// <inheritdoc/>
+    public string Id => floorSide ? "FloorSide" : "StepGflop";
+
+    /// <inheritdoc/>
+    public string ColumnName => floorSide ? "floor n" : "GFLOP";
+
+    /// <inheritdoc/>
+    public bool AlwaysShow => true;
+
+    /// <inheritdoc/>
+    public ColumnCategory Category => ColumnCategory.Params;
+
+    /// <inheritdoc/>
+    public int PriorityInCategory => floorSide ? 11 : 10;
+
+    /// <inheritdoc/>
+    public bool IsNumeric => true;
+
+    /// <inheritdoc/>
+    public UnitType UnitType => UnitType.Dimensionless;
+
+    /// <inheritdoc/>
+    public string Legend => floorSide ? "Side of the floor's square GEMM [n, n] x [n, n] (2 n^3 FLOPs)" : "GEMM FLOPs of the step (StepFlops), in 1e9";
+
+    /// <inheritdoc/>
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase) => GetValue(summary, benchmarkCase, summary.Style);
+
+    /// <inheritdoc/>
+    public string GetValue(Summary summary, BenchmarkCase benchmarkCase, SummaryStyle style)
+        => benchmarkCase.Parameters["Case"] is not StepCase c ? "-" : floorSide ? c.FloorSide.ToString() : (c.Flops / 1e9).ToString("F3");
 
     /// <inheritdoc/>
     public bool IsAvailable(Summary summary) => true;

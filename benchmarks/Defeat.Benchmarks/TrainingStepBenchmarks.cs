@@ -47,7 +47,7 @@ public class TrainingStepBenchmarks
     public void Setup()
     {
         TorchThreads.PinToCoreCount();
-        using var scope = torch.NewDisposeScope();
+        // No dispose scope here: the model's parameters must outlive this method.
         _backbone = BenchmarkModels.Create(Case.Model);
         torch.manual_seed(1);
         _model = DefeatModel.Create(_backbone, FashionMnist.ClassNames,
@@ -59,7 +59,6 @@ public class TrainingStepBenchmarks
         _a = torch.randn(new long[] { n, n }, generator: new Generator(11));
         _b = torch.randn(new long[] { n, n }, generator: new Generator(12));
         _c = torch.empty(n, n);
-        foreach (var t in new[] { _images, _labels, _a, _b, _c }) t.DetachFromDisposeScope();
         Console.WriteLine($"// {Case}: {Case.Flops:E3} GEMM FLOPs per step; floor {n}^3 x 2 = {2.0 * n * n * n:E3}");
     }
 
