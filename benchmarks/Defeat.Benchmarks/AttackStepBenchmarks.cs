@@ -26,10 +26,11 @@ public class AttackStepBenchmarks
     [ParamsSource(nameof(Cases))]
     public StepCase Case { get; set; } = null!;
 
-    /// <summary>The shipped backbone at batch 32, 100 (the evaluator's default) and 250 (the run); ViT-B/32 at 4 and 16.</summary>
+    /// <summary>The shipped backbone at batch 32, 100 (the evaluator's default) and 250 (the run); ViT-B/32 at 2 and 4
+    /// (larger batches outlast the in-process toolchain's time limit on the shared 2-core machine).</summary>
     public static IEnumerable<StepCase> Cases =>
         new[] { (BenchmarkModels.Shipped, 32), (BenchmarkModels.Shipped, 100), (BenchmarkModels.Shipped, 250),
-                (BenchmarkModels.VitB32, 4), (BenchmarkModels.VitB32, 16) }
+                (BenchmarkModels.VitB32, 2), (BenchmarkModels.VitB32, 4) }
         .Select(c => new StepCase(c.Item1, c.Item2, StepFlops.AttackStep(BenchmarkModels.Config(c.Item1), c.Item2, Classes)));
 
     /// <summary>Builds the model, the images and the floor's matrices.</summary>

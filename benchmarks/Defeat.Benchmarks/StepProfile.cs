@@ -40,7 +40,8 @@ public static class StepProfile
         return t.Seconds * 1000.0 + t.Nanoseconds / 1e6;
     }
 
-    private static void SetThreads()
+    /// <summary>Sets the thread count of the profile's clock (one thread for CPU time, one per core for wall time) and prints it.</summary>
+    public static void SetThreads()
     {
         if (Wall) TorchThreads.PinToCoreCount();
         else torch.set_num_threads(1);
@@ -66,43 +67,56 @@ public static class StepProfile
         using var labels = torch.randint(0, 10, new long[] { batch });
         long[] tokens = [batch, l, w], heads4 = [batch, heads, l, hd], scores = [batch, heads, l, l];
         int n = c.VisionLayers;
+        var fcW = parameters[block + "mlp.c_fc.weight"];
+        var fcB = parameters[block + "mlp.c_fc.bias"];
+        var projW = parameters[block + "mlp.c_proj.weight"];
+        var projB = parameters[block + "mlp.c_proj.bias"];
+        var convW = parameters["visual.conv1.weight"];
+        int g = c.GridSide, p = c.VisionPatchSize;
+        long[] image = [batch, c.InputChannels, c.ImageResolution, c.ImageResolution];
+        // Rows with a count make up the step; rows with "-" break a row down or try an alternative.
         var segments = new List<Segment>
         {
-            new("normalize (x - mean) / std", 1, [batch, c.InputChannels, c.ImageResolution, c.ImageResolution], Module("normalize")),
-            new("conv1 (patch embedding)", 1, [batch, c.InputChannels, c.ImageResolution, c.ImageResolution], Module("visual.conv1")),
-            new("flatten, cat class token, + pos", 1, [batch, w, c.GridSide, c.GridSide], x =>
-            {
-                var p = x.flatten(2).transpose(1, 2);
-                return torch.cat([parameters["visual.class_embedding"].expand(batch, 1, -1), p], 1) + parameters["visual.positional_embedding"];
-            }),
+            new("normalize (x - mean) / std", 1, image, Module("normalize")),
+            new("patch embedding: conv1 + flatten + transpose", 0, image, x => Module("visual.conv1")(x).flatten(2).transpose(1, 2)),
+            new("patch embedding: patches @ W (as VisionTransformer)", 1, image, x =>
+                x.reshape(batch, c.InputChannels, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(batch, g * g, c.InputChannels * p * p)
+                 .matmul(convW.reshape(w, -1).t())),
+            new("cat class token, + pos", 1, [batch, l - 1, w], x =>
+                torch.cat([parameters["visual.class_embedding"].expand(batch, 1, -1), x], 1) + parameters["visual.positional_embedding"]),
             new("ln_pre", 1, tokens, Module("visual.ln_pre")),
-            new("block: ln_1", n, tokens, Module(block + "ln_1")),
-            new("block: attn (whole module)", n, tokens, Module(block + "attn")),
-            new("  attn: qkv linear", 0, tokens, x => nn.functional.linear(x, wqkv, bqkv)),
-            new("  attn: chunk + split heads + q k^T", 0, [batch, l, 3 * w], x =>
+            new("residual block (whole module)", n, tokens, Module(block.TrimEnd('.'))),
+            new("  ln_1 / ln_2 (each)", 0, tokens, Module(block + "ln_1")),
+            new("  attn (whole module)", 0, tokens, Module(block + "attn")),
+            new("    qkv linear", 0, tokens, x => nn.functional.linear(x, wqkv, bqkv)),
+            new("    SDPA on strided q, k, v + merge", 0, [batch, l, 3 * w], x =>
+            {
+                var v5 = x.view(batch, l, 3, heads, hd);
+                return nn.functional.scaled_dot_product_attention(v5.select(2, 0).transpose(1, 2), v5.select(2, 1).transpose(1, 2), v5.select(2, 2).transpose(1, 2))
+                    .transpose(1, 2).reshape(batch, l, w);
+            }),
+            new("    explicit: chunk, split heads, q k^T", 0, [batch, l, 3 * w], x =>
             {
                 var parts = x.chunk(3, -1);
                 return parts[0].reshape(batch, l, heads, hd).transpose(1, 2).matmul(parts[1].reshape(batch, l, heads, hd).transpose(1, 2).transpose(-2, -1));
             }),
-            new("  attn: * 1/sqrt(d)", 0, scores, x => x * Math.Pow(hd, -0.5)),
-            new("  attn: softmax", 0, scores, x => x.softmax(-1)),
-            new("  attn: probs @ v (v a strided view)", 0, scores, x => x.matmul(torch.randn(batch, l, heads, hd).transpose(1, 2))),
-            new("  attn: merge heads (transpose + reshape)", 0, heads4, x => x.transpose(1, 2).reshape(batch, l, w)),
-            new("  attn: out_proj", 0, tokens, Module(block + "attn.out_proj")),
-            new("  candidate: SDPA on strided q, k, v", 0, [batch, l, 3 * w], x =>
+            new("    explicit: * 1/sqrt(d)", 0, scores, x => x * Math.Pow(hd, -0.5)),
+            new("    explicit: softmax", 0, scores, x => x.softmax(-1)),
+            new("    explicit: probs @ v", 0, scores, x => x.matmul(x[.., .., .., ..hd])),
+            new("    explicit: merge heads (transpose + reshape)", 0, heads4, x => x.transpose(1, 2).reshape(batch, l, w)),
+            new("    out_proj", 0, tokens, Module(block + "attn.out_proj")),
+            new("  residual add", 0, tokens, x => x + x),
+            new("  mlp, folded (addmm 1.702, silu, addmm 1/1.702)", 0, tokens, x =>
+                torch.addmm(projB, nn.functional.silu(torch.addmm(fcB, x.reshape(-1, w), fcW.t(), beta: 1.702f, alpha: 1.702f)), projW.t(), beta: 1, alpha: 1 / 1.702f)),
+            new("  mlp, literal (c_fc, x * sigmoid(1.702 x), c_proj)", 0, tokens, x =>
             {
-                var parts = x.chunk(3, -1);
-                Tensor Split(Tensor t) => t.reshape(batch, l, heads, hd).transpose(1, 2);
-                return nn.functional.scaled_dot_product_attention(Split(parts[0]), Split(parts[1]), Split(parts[2])).transpose(1, 2).reshape(batch, l, w);
+                var h = nn.functional.linear(x, fcW, fcB);
+                return nn.functional.linear(h * torch.sigmoid(h * 1.702), projW, projB);
             }),
-            new("block: residual add (attn)", n, tokens, x => x + x),
-            new("block: ln_2", n, tokens, Module(block + "ln_2")),
-            new("block: mlp.c_fc", n, tokens, Module(block + "mlp.c_fc")),
-            new("block: mlp.gelu (QuickGELU)", n, [batch, l, 4 * w], Module(block + "mlp.gelu")),
-            new("  candidate: silu(1.702 x) / 1.702", 0, [batch, l, 4 * w], x => nn.functional.silu(x * 1.702) / 1.702),
-            new("  candidate: silu(x) (scale folded in the weights)", 0, [batch, l, 4 * w], x => nn.functional.silu(x)),
-            new("block: mlp.c_proj", n, [batch, l, 4 * w], Module(block + "mlp.c_proj")),
-            new("block: residual add (mlp)", n, tokens, x => x + x),
+            new("    c_fc", 0, tokens, Module(block + "mlp.c_fc")),
+            new("    x * sigmoid(1.702 x)", 0, [batch, l, 4 * w], x => x * torch.sigmoid(x * 1.702)),
+            new("    silu(x)", 0, [batch, l, 4 * w], x => nn.functional.silu(x)),
+            new("    c_proj", 0, [batch, l, 4 * w], Module(block + "mlp.c_proj")),
             new("ln_post + @ proj (all tokens)", 1, tokens, x => Module("visual.ln_post")(x).matmul(parameters["visual.proj"])),
             new("class/grid split (contiguous copies)", 1, [batch, l, c.EmbedDim], x => x[.., 0].contiguous() + x[.., 1..].contiguous().sum(1)),
             new("head: normalise, cosine logits, CE sum", 1, [batch, c.EmbedDim], x =>
@@ -270,6 +284,21 @@ public static class StepProfile
             double ms = Median(() => { using var s = torch.NewDisposeScope(); torch.bmm(a, b); });
             Console.WriteLine($"  bmm {batch} x [{rows} x {inner}] x [{inner} x {cols}] ({note}): {ms:F3} ms = {2.0 * batch * rows * inner * cols / ms / 1e6:F1} GFLOP/s");
         }
+    }
+
+    /// <summary>Runs the actions in turn for <paramref name="rounds"/> rounds (after one warm-up each); the median time of each, in ms.</summary>
+    public static double[] InterleavedMedians(IReadOnlyList<Action> actions, int rounds)
+    {
+        foreach (var a in actions) a();
+        var times = actions.Select(_ => new double[rounds]).ToArray();
+        for (int r = 0; r < rounds; r++)
+            for (int i = 0; i < actions.Count; i++)
+            {
+                double start = NowMs();
+                actions[i]();
+                times[i][r] = NowMs() - start;
+            }
+        return times.Select(t => { Array.Sort(t); return t[rounds / 2]; }).ToArray();
     }
 
     // Field 10 of /proc/self/stat: minor page faults of the process so far.
