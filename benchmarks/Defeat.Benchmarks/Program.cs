@@ -16,6 +16,11 @@ if (args.Length > 0 && args[0] == "--profile")
     StepProfile.RunAttack(args.Length > 1 ? args[1] : BenchmarkModels.Shipped, args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 250);
     return;
 }
+if (args.Length > 0 && args[0] == "--profile-vq")
+{
+    QuantizerProbe.Run();
+    return;
+}
 if (args.Length > 0 && args[0] == "--ab")
 {
     VariantProbe.Run();
