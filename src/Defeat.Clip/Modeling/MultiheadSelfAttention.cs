@@ -54,11 +54,13 @@ public sealed class MultiheadSelfAttention : nn.Module<Tensor, Tensor>
     {
         long batch = x.shape[0], length = x.shape[1];
         int headDim = Width / Heads;
-        // [B, L, 3W] viewed as [B, L, 3, H, W/H]: q, k and v are strided [B, H, L, W/H] views, no copies.
-        var qkv = nn.functional.linear(x, in_proj_weight, in_proj_bias).view(batch, length, 3, Heads, headDim);
-        var q = qkv.select(2, 0).transpose(1, 2);
-        var k = qkv.select(2, 1).transpose(1, 2);
-        var v = qkv.select(2, 2).transpose(1, 2);
+        // [B, L, 3W] in three [B, L, W] chunks, each viewed as strided [B, H, L, W/H]: no copies, and in backward one
+        // concatenation (select() views would each cost a zero-filled [B, L, 3W] gradient instead).
+        var parts = nn.functional.linear(x, in_proj_weight, in_proj_bias).chunk(3, dim: -1);
+        Tensor Split(Tensor t) => t.view(batch, length, Heads, headDim).transpose(1, 2);
+        var q = Split(parts[0]);
+        var k = Split(parts[1]);
+        var v = Split(parts[2]);
 
         // softmax(q k^T / sqrt(d) + mask) v ("Attention Is All You Need") as libtorch's fused kernel: on CPU it
         // never forms the [B, H, L, L] scores in memory, reads the strided views in place, applies the causal
