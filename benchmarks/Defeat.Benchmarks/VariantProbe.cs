@@ -17,9 +17,10 @@ public static class VariantProbe
     public static void Run()
     {
         StepProfile.SetThreads();
-        RunMlp();
-        RunPatchEmbedding();
-        RunAttention();
+        string only = Environment.GetEnvironmentVariable("DEFEAT_PROBE_ONLY") ?? "";
+        if (only is "" or "mlp") RunMlp();
+        if (only is "" or "patch") RunPatchEmbedding();
+        if (only is "" or "attention") RunAttention();
     }
 
     private static void Report(string title, IReadOnlyList<string> names, Tensor input, Tensor outputGrad, IReadOnlyList<Func<Tensor, Tensor>> variants)
@@ -49,7 +50,7 @@ public static class VariantProbe
                 f(input);
             });
         }
-        var medians = StepProfile.InterleavedMedians(actions, rounds: 15);
+        var medians = StepProfile.InterleavedMedians(actions, rounds: 31);
         Console.WriteLine($"{title}: ms forward+input gradient / forward no_grad");
         for (int i = 0; i < variants.Count; i++)
             Console.WriteLine($"  {names[i],-64} {medians[2 * i],9:F3} {medians[2 * i + 1],9:F3}");
@@ -66,12 +67,14 @@ public static class VariantProbe
             var projB = torch.randn(width) * 0.1;
             var x = torch.randn(rows, width).requires_grad_(true);
             Report($"MLP, {name} ([{rows}, {width}] -> {4 * width} -> {width})",
-                ["literal: c_fc, h * sigmoid(1.702 h), c_proj (before)", "c_fc, silu(1.702 h) / 1.702, c_proj", "folded: addmm(1.702), silu, addmm(1/1.702)"],
+                ["literal: c_fc, h * sigmoid(1.702 h), c_proj (before)", "c_fc, silu(1.702 h) / 1.702, c_proj", "folded: addmm(1.702), silu, addmm(1/1.702)",
+                 "half folded: addmm(1.702), silu, / 1.702, c_proj"],
                 x, torch.randn(rows, width),
                 [
                     t => { var h = nn.functional.linear(t, fcW, fcB); return nn.functional.linear(h * torch.sigmoid(h * 1.702), projW, projB); },
                     t => nn.functional.linear(nn.functional.silu(nn.functional.linear(t, fcW, fcB) * 1.702).div_(1.702), projW, projB),
                     t => torch.addmm(projB, nn.functional.silu(torch.addmm(fcB, t, fcW.t(), beta: 1.702f, alpha: 1.702f)), projW.t(), beta: 1, alpha: 1 / 1.702f),
+                    t => nn.functional.linear(nn.functional.silu(torch.addmm(fcB, t, fcW.t(), beta: 1.702f, alpha: 1.702f)).div_(1.702), projW, projB),
                 ]);
         }
     }
@@ -101,7 +104,9 @@ public static class VariantProbe
         {
             ("explicit (before): chunk, matmul, scale, mask, softmax, matmul", Explicit),
             ("explicit, one qkv copy, q pre-scaled, bmm", ExplicitPacked),
-            ("scaled_dot_product_attention on strided views", Fused),
+            ("SDPA on select() views of [B, L, 3, H, d]", Fused),
+            ("SDPA on unbind() views of [B, L, 3, H, d]", FusedUnbind),
+            ("SDPA on chunk() views of [B, L, 3W]", FusedChunk),
         };
         var shapes = new (string Name, long Batch, long Length, int Width, int Heads, bool Causal)[]
         {
@@ -142,7 +147,7 @@ public static class VariantProbe
                     f(qkv, shape.Batch, shape.Length, shape.Heads, shape.Causal);
                 });
             }
-            var medians = StepProfile.InterleavedMedians(actions, rounds: 15);
+            var medians = StepProfile.InterleavedMedians(actions, rounds: 31);
             Console.WriteLine($"{shape.Name} ([{shape.Batch}, {shape.Length}, {shape.Width}], {shape.Heads} heads{(shape.Causal ? ", causal" : "")}): ms forward+input gradient / forward no_grad");
             for (int i = 0; i < variants.Length; i++)
                 Console.WriteLine($"  {variants[i].Name,-64} {medians[2 * i],9:F3} {medians[2 * i + 1],9:F3}");
@@ -178,6 +183,23 @@ public static class VariantProbe
             scores = scores.masked_fill(mask, float.NegativeInfinity);
         }
         return torch.bmm(scores.softmax(-1), packed[2]).view(batch, heads, length, headDim).transpose(1, 2).reshape(batch, length, width);
+    }
+
+    private static Tensor FusedUnbind(Tensor qkv, long batch, long length, int heads, bool causal)
+    {
+        long width = qkv.shape[2] / 3;
+        var parts = qkv.view(batch, length, 3, heads, width / heads).unbind(2);
+        return nn.functional.scaled_dot_product_attention(parts[0].transpose(1, 2), parts[1].transpose(1, 2),
+            parts[2].transpose(1, 2), null, 0.0, causal).transpose(1, 2).reshape(batch, length, width);
+    }
+
+    private static Tensor FusedChunk(Tensor qkv, long batch, long length, int heads, bool causal)
+    {
+        long width = qkv.shape[2] / 3;
+        var parts = qkv.chunk(3, dim: -1);
+        Tensor Split(Tensor t) => t.view(batch, length, heads, width / heads).transpose(1, 2);
+        return nn.functional.scaled_dot_product_attention(Split(parts[0]), Split(parts[1]), Split(parts[2]), null, 0.0, causal)
+            .transpose(1, 2).reshape(batch, length, width);
     }
 
     private static Tensor Fused(Tensor qkv, long batch, long length, int heads, bool causal)
