@@ -11,7 +11,7 @@ namespace Defeat.Clip.Modeling;
 /// </summary>
 /// <remarks>
 /// Written here rather than taken from TorchSharp so that the state-dict keys and the causal mask
-/// (built on the input's device at every call, never stored) are under this library's control.
+/// (applied by the fused attention kernel, never stored) are under this library's control.
 /// </remarks>
 public sealed class MultiheadSelfAttention : nn.Module<Tensor, Tensor>
 {
@@ -54,22 +54,19 @@ public sealed class MultiheadSelfAttention : nn.Module<Tensor, Tensor>
     {
         long batch = x.shape[0], length = x.shape[1];
         int headDim = Width / Heads;
-        var qkv = nn.functional.linear(x, in_proj_weight, in_proj_bias);
-        var parts = qkv.chunk(3, dim: -1);
-        // [B, L, W] -> [B, H, L, W/H]
-        Tensor Split(Tensor t) => t.reshape(batch, length, Heads, headDim).transpose(1, 2);
+        // [B, L, 3W] in three [B, L, W] chunks, each viewed as strided [B, H, L, W/H]: no copies, and in backward one
+        // concatenation (select() views would each cost a zero-filled [B, L, 3W] gradient instead).
+        var parts = nn.functional.linear(x, in_proj_weight, in_proj_bias).chunk(3, dim: -1);
+        Tensor Split(Tensor t) => t.view(batch, length, Heads, headDim).transpose(1, 2);
         var q = Split(parts[0]);
         var k = Split(parts[1]);
         var v = Split(parts[2]);
 
-        // softmax(q k^T / sqrt(d) + mask) v, as in "Attention Is All You Need".
-        var scores = q.matmul(k.transpose(-2, -1)) * Math.Pow(headDim, -0.5);
-        if (Causal)
-        {
-            using var mask = torch.full(length, length, float.NegativeInfinity, dtype: scores.dtype, device: scores.device).triu(1);
-            scores = scores + mask;
-        }
-        var attended = scores.softmax(-1).matmul(v);
+        // softmax(q k^T / sqrt(d) + mask) v ("Attention Is All You Need") as libtorch's fused kernel: on CPU it
+        // never forms the [B, H, L, L] scores in memory, reads the strided views in place, applies the causal
+        // mask by skipping blocks, and its backward is fused too.
+        var attended = nn.functional.scaled_dot_product_attention(q, k, v, null, 0.0, Causal);
+        // The fused kernel writes [B, L, H, d] memory: merging the heads back is a view, not a copy.
         var merged = attended.transpose(1, 2).reshape(batch, length, Width);
         return out_proj.forward(merged);
     }

@@ -76,9 +76,17 @@ public sealed class PgdAttack : IAdversarialAttack
                 var gradient = InputGradient(model, adv, labels, ref labelsChecked);
                 using (no_grad())
                 {
-                    adv.copy_(Project(adv + Options.StepSize * Direction(gradient), x0));
+                    Step(adv, gradient, x0);
                 }
                 _progress?.Report(new PgdProgress(restart, step + 1, Options.Steps, Options.Restarts));
+            }
+
+            // With a single restart there is nothing to choose between: its result is the answer, and the
+            // forward pass that would score it is skipped (unless the debug log wants its success rate).
+            if (Options.Restarts == 1 && !_logger.IsEnabled(LogLevel.Debug))
+            {
+                best = adv;
+                continue;
             }
 
             using (no_grad())
@@ -149,6 +157,20 @@ public sealed class PgdAttack : IAdversarialAttack
             throw new ArgumentException($"model's logits {TensorChecks.Shape(logits)} require grad but do not depend on the images " +
                 "(no gradient reaches them); expected a differentiable function of the images.", "model");
         return gradient.detach();
+    }
+
+    // adv <- Project(adv + StepSize * Direction(gradient), x0). For L-inf the same operations in the same order, in
+    // place on adv (the sign is a new tensor: autograd may hand back an expanded view that cannot be written), so the
+    // values are those of the out-of-place form with one temporary instead of seven.
+    private void Step(Tensor adv, Tensor gradient, Tensor x0)
+    {
+        if (Options.Norm != AttackNorm.LInf)
+        {
+            adv.copy_(Project(adv + Options.StepSize * Direction(gradient), x0));
+            return;
+        }
+        var eps = EpsilonIn(adv.dtype);
+        adv.add_(gradient.sign().mul_(Options.StepSize)).sub_(x0).clamp_(-eps, eps).add_(x0).clamp_(0.0, 1.0);
     }
 
     private Tensor Direction(Tensor gradient)

@@ -24,10 +24,12 @@ public static class CodebookUsage
     public static Tensor Perplexity(Tensor usageCounts, ScalarType dtype = ScalarType.Float32)
     {
         using var scope = torch.NewDisposeScope();
-        Tensor counts = usageCounts.to_type(dtype);
-        Tensor p = counts / counts.sum().clamp_min(1);
+        // The quantizer calls this on every forward: the same operations in the same order as
+        // exp(-sum(p * log(max(p, tiny)))), with p = counts / max(sum, 1), but in place where a temporary allows.
+        Tensor counts = usageCounts.to_type(dtype, copy: true);
+        Tensor p = counts.div_(counts.sum().clamp_min_(1));
         // p * log(max(p, tiny)) is exactly 0 where p = 0, which is the limit of p log p.
-        Tensor entropy = -(p * p.clamp_min(1e-30).log()).sum();
-        return entropy.exp().MoveToOuterDisposeScope();
+        Tensor entropy = p.clamp_min(1e-30).log_().mul_(p).sum().neg_();
+        return entropy.exp_().MoveToOuterDisposeScope();
     }
 }
