@@ -83,7 +83,8 @@ public sealed class PgdAttack : IAdversarialAttack
 
             // With a single restart there is nothing to choose between: its result is the answer, and the
             // forward pass that would score it is skipped (unless the debug log wants its success rate).
-            if (Options.Restarts == 1 && !_logger.IsEnabled(LogLevel.Debug))
+            // With no steps the scoring is the one place the labels meet the model's classes (their range check), so it stays.
+            if (Options.Restarts == 1 && Options.Steps > 0 && !_logger.IsEnabled(LogLevel.Debug))
             {
                 best = adv;
                 continue;
