@@ -37,12 +37,13 @@ public static class ClipSampleCommand
         var merges = new Option<string?>("--merges") { Description = "BPE merge list of a custom vocabulary (default: CLIP's)." };
         var threads = new Option<int>("--threads") { Description = "CPU threads for TorchSharp (0: all cores).", DefaultValueFactory = _ => 0 };
         var verbose = new Option<bool>("--verbose") { Description = "Log every epoch and evaluation." };
+        var autoAttack = new Option<bool>("--autoattack") { Description = "Also attack every method at the largest radius with the adaptive suite and AutoAttack (APGD-CE, APGD-T, FAB-T, Square) on the images still standing; reports suspected gradient masking." };
         var allowTorchScript = new Option<bool>("--allow-torchscript") { Description = "Accept a TorchScript --clip or --tecoa file (OpenAI's ViT-B-32.pt). It is a program that runs code when loaded: only for files you trust." };
 
-        var root = new RootCommand("DEFEAT (ICLR 2026) on a real CLIP: zero-shot, APT-style and DEFEAT few-shot prompt tuning, with clean and robust (PGD) accuracy.")
+        var root = new RootCommand("DEFEAT (ICLR 2026) on a real CLIP: zero-shot, APT-style, FAP and DEFEAT few-shot prompt tuning, with clean and robust (PGD) accuracy.")
         {
             clip, tecoa, images, split, imageRoot, output, shots, testPerClass, epochs, batch, steps, seed, device, half,
-            visionHeads, textHeads, merges, threads, verbose, allowTorchScript,
+            visionHeads, textHeads, merges, threads, verbose, allowTorchScript, autoAttack,
         };
         root.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
         {
@@ -66,6 +67,7 @@ public static class ClipSampleCommand
                 VisionHeads = parse.GetValue(visionHeads),
                 TextHeads = parse.GetValue(textHeads),
                 MergesPath = parse.GetValue(merges),
+                AutoAttack = parse.GetValue(autoAttack),
             };
             SampleCommand.SetThreads(parse.GetValue(threads));
             using var loggers = SampleCommand.Loggers(parse.GetValue(verbose));

@@ -60,6 +60,10 @@ public sealed record ClipSampleOptions
     /// <summary>Codes of DEFEAT's VQ-VAE codebook (512 in the official code).</summary>
     public int CodebookSize { get; init; } = 512;
 
+    /// <summary>Also run the adaptive suite with AutoAttack's four attacks at the largest radius on every method (survivors only);
+    /// the table then says where gradient masking is suspected.</summary>
+    public bool AutoAttack { get; init; }
+
     /// <summary>Seed of every random choice (few-shot draw, test subset, initialisation, attacks).</summary>
     public int Seed { get; init; } = 1;
 

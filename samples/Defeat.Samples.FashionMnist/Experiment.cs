@@ -12,7 +12,7 @@ namespace Defeat.Samples.FashionMnist;
 public sealed record ExperimentResults(IReadOnlyList<RobustnessReport> Reports, string PlotPath, string TablePath);
 
 /// <summary>
-/// The sample's experiment: zero-shot CLIP, APT-style adversarial prompt tuning and DEFEAT (with the
+/// The sample's experiment: zero-shot CLIP, APT-style adversarial prompt tuning, FAP and DEFEAT (with the
 /// official quantizer settings and with settings against codebook collapse), trained on the same
 /// few-shot images and attacked the same way.
 /// </summary>
@@ -32,7 +32,7 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
     {
         var study = new RobustnessStudy(new StudySettings(settings.Epochs, settings.LearningRate, BatchSize: 32, settings.TrainEpsilon,
             settings.Epsilons, settings.PgdSteps, settings.CurveEpsilons, settings.CurveSteps, settings.Seed,
-            Path.Combine(output, "checkpoints")), loggers);
+            Path.Combine(output, "checkpoints"), AutoAttack: settings.AutoAttack), loggers);
         var classes = train.ClassNames;
         var reserve = ReserveSplit(train).FewShot;
         var trainLabels = train.LabelArray(); // one copy of the 60,000 labels, not one per reserve image
@@ -50,13 +50,13 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
                 ["method"] = name,
                 ["classes"] = new JsonArray(classes.Select(c => (JsonNode)c!).ToArray()),
             }, progress, ct);
-            if (settings.Adaptive)
+            if (settings.Adaptive || settings.AutoAttack)
                 reports.AddRange(methods.Select(m => study.EvaluateAdaptive(m.Name, m.Model, testSet, progress, ct)).ToList());
-            string sanity = settings.Adaptive ? study.SanityChecks(methods, testSet, ct) : "";
+            string sanity = settings.Adaptive || settings.AutoAttack ? study.SanityChecks(methods, testSet, ct) : "";
             string scale = RobustnessStudy.CodebookScale(methods.Select(m => (m.Name, m.Model)), testSet);
             string plot = study.WritePlot(Path.Combine(output, "robustness.png"), methods, reports, testSet, progress, ct);
             string table = Path.Combine(output, "results.md");
-            AtomicFile.WriteAllText(table, ResultsTable.Markdown(reports) + Environment.NewLine + scale + sanity);
+            AtomicFile.WriteAllText(table, ResultsTable.Markdown(reports) + Environment.NewLine + ResultsTable.MaskingNotes(reports) + scale + sanity);
             return new ExperimentResults(reports, plot, table);
         });
     }

@@ -25,11 +25,12 @@ var epochsOption = new Option<int?>("--epochs") { Description = "Override the ep
 var testOption = new Option<int?>("--test-per-class") { Description = "Override the test images per class." };
 var stepsOption = new Option<int?>("--pgd-steps") { Description = "Override the steps of the evaluation PGD." };
 var lrOption = new Option<double?>("--lr") { Description = "Override the SGD learning rate of prompt tuning." };
+var autoAttackOption = new Option<bool>("--autoattack") { Description = "Also run AutoAttack (APGD-CE, APGD-T, FAB-T, Square) after the adaptive attacks, on the images still standing; reports suspected gradient masking (implies --adaptive)." };
 var adaptiveOption = new Option<bool>("--adaptive") { Description = "Also run the attacks that know the defence and the sanity checks (on with --full)." };
 
-var root = new RootCommand("DEFEAT (ICLR 2026) on Fashion-MNIST: zero-shot, APT-style and DEFEAT prompt tuning of a small CLIP, with clean and robust accuracy.")
+var root = new RootCommand("DEFEAT (ICLR 2026) on Fashion-MNIST: zero-shot, APT-style, FAP and DEFEAT prompt tuning of a small CLIP, with clean and robust accuracy.")
 {
-    dataOption, seedOption, outputOption, backboneOption, fullOption, threadsOption, verboseOption, epochsOption, testOption, stepsOption, lrOption, adaptiveOption,
+    dataOption, seedOption, outputOption, backboneOption, fullOption, threadsOption, verboseOption, epochsOption, testOption, stepsOption, lrOption, adaptiveOption, autoAttackOption,
 };
 
 var quickOption = new Option<bool>("--quick") { Description = "Minutes instead of the full pre-training schedule." };
@@ -70,6 +71,7 @@ root.SetAction((parse, ct) => Task.FromResult(Guarded(() =>
     if (parse.GetValue(stepsOption) is { } steps) settings = settings with { PgdSteps = steps };
     if (parse.GetValue(lrOption) is { } lr) settings = settings with { LearningRate = lr };
     if (parse.GetValue(adaptiveOption)) settings = settings with { Adaptive = true };
+    if (parse.GetValue(autoAttackOption)) settings = settings with { AutoAttack = true };
     settings.Validate();
     string output = parse.GetValue(outputOption)!;
     Directory.CreateDirectory(output);

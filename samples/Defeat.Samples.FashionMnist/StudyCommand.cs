@@ -29,7 +29,7 @@ public static class StudyCommand
         var output = new Option<string>("--output") { Description = "Study folder (cells/, checkpoints/, summary.md); many machines may share it.", DefaultValueFactory = _ => "runs/study" };
         var configs = new Option<string>("--configs") { Description = "Comma-separated configuration names (see `study list`); the baseline `apt` is needed for paired comparisons.", DefaultValueFactory = _ => "zero-shot,apt,official,kmeans-dead" };
         var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds.", DefaultValueFactory = _ => "1" };
-        var protocol = new Option<string>("--protocol") { Description = "screen (PGD-20, screening suite) or final (PGD-100, full adaptive suite).", DefaultValueFactory = _ => "screen" };
+        var protocol = new Option<string>("--protocol") { Description = "screen (PGD-20, screening suite), final (PGD-100, screening suite, survivors only) or autoattack (AutoAttack then PGD-100 at 4/255 on 500 images, survivors only).", DefaultValueFactory = _ => "screen" };
         var shard = new Option<string>("--shard") { Description = "Run only shard I of N (every N-th cell), e.g. 2/8 for a job array.", DefaultValueFactory = _ => "1/1" };
         var testPerClass = new Option<int?>("--test-per-class") { Description = "Override the test images per class (default 100: 1,000 images)." };
         var pgdSteps = new Option<int?>("--pgd-steps") { Description = "Override the steps of every PGD of the suite." };
@@ -48,7 +48,8 @@ public static class StudyCommand
             {
                 "screen" => StudyProtocol.Screening(),
                 "final" => StudyProtocol.Final(),
-                var other => throw new ArgumentException($"--protocol must be screen or final, got \"{other}\".", "--protocol"),
+                "autoattack" => StudyProtocol.AutoAttackCheck(),
+                var other => throw new ArgumentException($"--protocol must be screen, final or autoattack, got \"{other}\".", "--protocol"),
             };
             if (parse.GetValue(testPerClass) is { } perClass) settings = settings with { TestPerClass = perClass };
             if (parse.GetValue(pgdSteps) is { } steps) settings = settings with { PgdSteps = steps };

@@ -59,6 +59,16 @@ public static class ResultsTable
         new[] { $"| {string.Join(" | ", Columns)} |", $"|{string.Concat(Enumerable.Repeat("---|", Columns.Length))}" }
             .Concat(Rows(reports).Select(row => $"| {string.Join(" | ", row)} |")));
 
+    /// <summary>One line per (method, radius) whose evaluation compared a gradient-free attack with the white-box ones
+    /// (<see cref="GradientMaskingCheck"/>): "gradient masking suspected" or not, with the counts; empty when none did.</summary>
+    /// <param name="reports">One report per method.</param>
+    public static string MaskingNotes(IReadOnlyList<RobustnessReport> reports)
+    {
+        var lines = reports.SelectMany(report => report.ByEpsilon.Where(r => r.GradientMasking is not null)
+            .Select(r => $"- {report.Name}, eps {Eps(r.Epsilon)}: {r.GradientMasking}")).ToList();
+        return lines.Count == 0 ? "" : string.Join(Environment.NewLine, ["", "Gradient-free against white-box attacks:", "", .. lines]) + Environment.NewLine;
+    }
+
     private static IEnumerable<string[]> Rows(IReadOnlyList<RobustnessReport> reports)
     {
         foreach (var report in reports)

@@ -27,16 +27,24 @@ namespace Defeat.Samples.Shared;
 /// <param name="CheckpointRoot">Folder under which each method's checkpoints go.</param>
 /// <param name="EvaluationBatchSize">Images per evaluation batch.</param>
 /// <param name="Device">Device batches are moved to; null leaves them where they are.</param>
+/// <param name="AutoAttack">Whether the adaptive evaluation also runs AutoAttack's four attacks (APGD-CE, APGD-T, FAB-T and the
+/// gradient-free Square) on the images every earlier attack left standing, which lets the report say whether gradient masking
+/// is suspected.</param>
 public sealed record StudySettings(
     int Epochs, double LearningRate, int BatchSize, double TrainEpsilon,
     IReadOnlyList<double> Epsilons, int PgdSteps, IReadOnlyList<double> CurveEpsilons, IReadOnlyList<int> CurveSteps,
-    int Seed, string CheckpointRoot, int EvaluationBatchSize = 100, Device? Device = null);
+    int Seed, string CheckpointRoot, int EvaluationBatchSize = 100, Device? Device = null, bool AutoAttack = false);
 
 /// <summary>One method of the study.</summary>
 /// <param name="Name">Shown in tables, plots and checkpoint folders.</param>
-/// <param name="Model">The model (the backbone it shares is not its own).</param>
+/// <param name="Model">The model: a <see cref="DefeatModel"/> (zero-shot, APT-style, DEFEAT) or a <see cref="FapModel"/>
+/// (the backbone it shares is not its own).</param>
 /// <param name="Train">Whether it is trained (zero-shot CLIP is not).</param>
-public sealed record StudyMethod(string Name, DefeatModel Model, bool Train);
+public sealed record StudyMethod(string Name, ITrainableClassifier Model, bool Train)
+{
+    /// <summary>Whether the method is DEFEAT with its shield (it has the clean and robust branches and a codebook).</summary>
+    public bool Shielded => Model is DefeatModel { Shield: not null };
+}
 
 /// <summary>The study's methods; disposing the list disposes their models.</summary>
 public sealed class StudyMethods : IReadOnlyList<StudyMethod>, IDisposable
@@ -59,17 +67,18 @@ public sealed class StudyMethods : IReadOnlyList<StudyMethod>, IDisposable
     /// <summary>Disposes every model.</summary>
     public void Dispose()
     {
-        foreach (var method in _methods) method.Model.Dispose();
+        foreach (var method in _methods) (method.Model as IDisposable)?.Dispose();
     }
 }
 
-/// <summary>Trains, evaluates and draws curves for the samples' methods (zero-shot, APT-style, DEFEAT): the same
+/// <summary>Trains, evaluates and draws curves for the samples' methods (zero-shot, APT-style, FAP, DEFEAT): the same
 /// roster and protocol for every data set.</summary>
 public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory loggers)
 {
     /// <summary>
     /// The roster on one backbone: zero-shot CLIP, APT-style adversarial prompt tuning (no shield, no text
-    /// regulariser), DEFEAT with the official quantizer and DEFEAT with the anti-collapse quantizer. Each is built
+    /// regulariser), FAP (deep multimodal prompts; only on a backbone that takes them), DEFEAT with the official quantizer
+    /// and DEFEAT with the anti-collapse quantizer. Each is built
     /// from the study's seed (the same prompt context and shield weights for every data set) and moved to the
     /// study's device when it has one; the backbone must already be there.
     /// </summary>
@@ -83,6 +92,8 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
         {
             methods.Add(new("zero-shot", Build(backbone, classes, new DefeatModelOptions { UseShield = false, UseLearnedPrompts = false }, null), false));
             methods.Add(new("APT-style", Build(backbone, classes, new DefeatModelOptions { UseShield = false, TextRegularizationWeight = 0 }, null), true));
+            if (backbone is IDeepPromptBackbone deep)
+                methods.Add(new("FAP", BuildFap(deep, classes), true));
             methods.Add(new("DEFEAT (official)", Build(backbone, classes, new DefeatModelOptions(), OfficialShield(backbone, codebookSize)), true));
             methods.Add(new("DEFEAT (anti-collapse)", Build(backbone, classes, new DefeatModelOptions(), AntiCollapseShield(backbone, settings.Seed, codebookSize)), true));
             return methods;
@@ -104,6 +115,24 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
         return model;
     }
 
+    // FAP as its paper sets it up (2 context tokens from "a photo of a", prompts in the first 9 layers), with the depth
+    // capped by the backbone's blocks (the Fashion-MNIST backbone has 3).
+    private FapModel BuildFap(IDeepPromptBackbone backbone, IReadOnlyList<string> classes)
+    {
+        manual_seed(settings.Seed);
+        var model = FapModel.Create(backbone, classes, Fap(backbone, settings.Seed));
+        if (settings.Device is { } device) model.to(device);
+        return model;
+    }
+
+    /// <summary>FAP's prompt options for <paramref name="backbone"/>: the paper's, with the prompt depth capped by the
+    /// backbone's blocks.</summary>
+    public static FapPromptLearnerOptions Fap(IDeepPromptBackbone backbone, int seed) => new()
+    {
+        Depth = Math.Min(new FapPromptLearnerOptions().Depth, Math.Min(backbone.VisionLayers, backbone.TextLayers)),
+        Seed = (ulong)seed,
+    };
+
     /// <summary>Trains each method that trains, then evaluates every method (<see cref="Evaluate"/> at the study's radii).</summary>
     /// <param name="methods">The roster.</param>
     /// <param name="fewShot">The training images.</param>
@@ -122,7 +151,7 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
             var watch = System.Diagnostics.Stopwatch.StartNew();
             if (train) Train(name, model, fewShot, metadata(name), progress, ct);
             var trained = watch.Elapsed;
-            model.eval();
+            model.SetTraining(false);
             reports.Add(Evaluate(name, model, testSet, settings.Epsilons, settings.PgdSteps, progress, ct));
             log.LogInformation("{Method}: trained in {Train:F1} s, evaluated in {Eval:F1} s", name, trained.TotalSeconds, (watch.Elapsed - trained).TotalSeconds);
         }
@@ -134,7 +163,7 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
     /// the better worst-case robustness at the largest radius, and writes the PNG.
     /// </summary>
     /// <param name="path">The PNG.</param>
-    /// <param name="methods">The roster (baselines first, then the DEFEAT variants).</param>
+    /// <param name="methods">The roster (the two baselines first).</param>
     /// <param name="reports">The roster's reports from <see cref="TrainAndEvaluate"/>, in the same order.</param>
     /// <param name="testSet">The evaluation images.</param>
     /// <param name="progress">Receives each stage's progress.</param>
@@ -143,7 +172,7 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
     public string WritePlot(string path, IReadOnlyList<StudyMethod> methods, IReadOnlyList<RobustnessReport> reports, LabeledImages testSet,
         IProgress<StageProgress> progress, CancellationToken ct)
     {
-        var defeat = methods.Skip(2).Zip(reports.Skip(2)).MaxBy(m => m.Second.ByEpsilon[^1].RobustAccuracy);
+        var defeat = methods.Zip(reports).Where(m => m.First.Shielded).MaxBy(m => m.Second.ByEpsilon[^1].RobustAccuracy);
         var curved = new[] { (methods[0], reports[0]), (methods[1], reports[1]), (defeat.First, defeat.Second) };
         var byEpsilon = curved.Select(c => EpsilonCurve(c.Item1.Name, c.Item1.Model, c.Item2, testSet, progress, ct)).ToList();
         var bySteps = curved.Select(c => StepsCurve(c.Item1.Name, c.Item1.Model, c.Item2, testSet, progress, ct)).ToList();
@@ -203,7 +232,7 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
     }
 
     /// <summary>Trains <paramref name="model"/> with <see cref="DefeatTrainer"/>; checkpoints go to a folder named after the method.</summary>
-    public void Train(string name, DefeatModel model, LabeledImages fewShot, JsonObject metadata, IProgress<StageProgress> progress, CancellationToken ct)
+    public void Train(string name, ITrainableClassifier model, LabeledImages fewShot, JsonObject metadata, IProgress<StageProgress> progress, CancellationToken ct)
     {
         var trainer = new DefeatTrainer(new DefeatTrainerOptions
         {
@@ -221,7 +250,7 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
     }
 
     /// <summary>PGD at each radius; DEFEAT is attacked through the fused logits and through each branch.</summary>
-    public RobustnessReport Evaluate(string name, DefeatModel model, LabeledImages testSet, IReadOnlyList<double> epsilons, int steps,
+    public RobustnessReport Evaluate(string name, ITrainableClassifier model, LabeledImages testSet, IReadOnlyList<double> epsilons, int steps,
         IProgress<StageProgress> progress, CancellationToken ct, string stage = "evaluate")
     {
         var evaluator = new RobustnessEvaluator(new RobustnessEvaluatorOptions
@@ -234,21 +263,27 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
         return Run(evaluator, name, model, testSet, progress, ct, stage);
     }
 
-    /// <summary>Every attack of <see cref="AdaptiveAttackSuite"/> at the largest radius, scored per sample worst case.</summary>
-    public RobustnessReport EvaluateAdaptive(string name, DefeatModel model, LabeledImages testSet, IProgress<StageProgress> progress, CancellationToken ct)
+    /// <summary>Every attack of <see cref="AdaptiveAttackSuite"/> at the largest radius, scored per sample worst case; with
+    /// <see cref="StudySettings.AutoAttack"/> also AutoAttack's four attacks, every attack then running only on the images
+    /// still standing (the worst case is the same quantity; the per-attack figures become cumulative).</summary>
+    public RobustnessReport EvaluateAdaptive(string name, ITrainableClassifier model, LabeledImages testSet, IProgress<StageProgress> progress, CancellationToken ct)
     {
         var evaluator = new RobustnessEvaluator(new RobustnessEvaluatorOptions
         {
             Epsilons = [settings.Epsilons[^1]],
             BatchSize = settings.EvaluationBatchSize,
             Device = settings.Device,
-            Attacks = AdaptiveAttackSuite.Attacks(model, new AdaptiveAttackOptions { Steps = settings.PgdSteps, Restarts = 3, Seed = (ulong)settings.Seed }),
+            SurvivorsOnly = settings.AutoAttack,
+            Attacks = AdaptiveAttackSuite.Attacks(model, new AdaptiveAttackOptions
+            {
+                Steps = settings.PgdSteps, Restarts = 3, Seed = (ulong)settings.Seed, IncludeAutoAttack = settings.AutoAttack,
+            }),
         }, loggers.CreateLogger<RobustnessEvaluator>());
         return Run(evaluator, $"{name} [adaptive]", model, testSet, progress, ct, "adaptive");
     }
 
     /// <summary>Robust accuracy against epsilon; radii already in <paramref name="main"/> are reused, radius 0 is clean accuracy.</summary>
-    public Curve EpsilonCurve(string name, DefeatModel model, RobustnessReport main, LabeledImages testSet, IProgress<StageProgress> progress, CancellationToken ct)
+    public Curve EpsilonCurve(string name, ITrainableClassifier model, RobustnessReport main, LabeledImages testSet, IProgress<StageProgress> progress, CancellationToken ct)
     {
         var missing = settings.CurveEpsilons.Where(e => e > 0 && main.ByEpsilon.All(r => r.Epsilon != e)).Distinct().ToList();
         var extra = missing.Count == 0 ? [] : Evaluate(name, model, testSet, missing, settings.PgdSteps, progress, ct, "curve").ByEpsilon;
@@ -259,7 +294,7 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
     }
 
     /// <summary>Robust accuracy against PGD steps at the largest table radius; the table's own step count is reused.</summary>
-    public Curve StepsCurve(string name, DefeatModel model, RobustnessReport main, LabeledImages testSet, IProgress<StageProgress> progress, CancellationToken ct)
+    public Curve StepsCurve(string name, ITrainableClassifier model, RobustnessReport main, LabeledImages testSet, IProgress<StageProgress> progress, CancellationToken ct)
     {
         double eps = settings.Epsilons[^1];
         var points = new SortedDictionary<int, double> { [settings.PgdSteps] = main.ByEpsilon[^1].RobustAccuracy };
@@ -273,7 +308,7 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
     /// when the codewords are far smaller than the encoder outputs, every input snaps to the few outermost codes
     /// (codebook collapse). Returns a markdown table (empty when no model has a shield).
     /// </summary>
-    public static string CodebookScale(IEnumerable<(string Name, DefeatModel Model)> models, LabeledImages images, int maxImages = 200)
+    public static string CodebookScale(IEnumerable<(string Name, ITrainableClassifier Model)> models, LabeledImages images, int maxImages = 200)
     {
         var lines = new List<string>();
         using var scope = NewDisposeScope();
@@ -281,11 +316,11 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
         var x = images.Images.narrow(0, 0, Math.Min(maxImages, images.Count));
         foreach (var (name, model) in models)
         {
-            if (model.Shield is not PerturbShield { VqVae.Quantizer: VectorQuantizer quantizer } shield) continue;
+            if (model is not DefeatModel { Shield: PerturbShield { VqVae.Quantizer: VectorQuantizer quantizer } shield } defeat) continue;
             // Backbone, shield and codebook share the model's device.
-            using var features = model.Backbone.EncodeImage(x.to(quantizer.Codebook.device));
-            var (h, w) = model.Backbone.GridSize;
-            var grid = features.GridFeatures.transpose(1, 2).reshape(-1, model.Backbone.FeatureDim, h, w);
+            using var features = defeat.Backbone.EncodeImage(x.to(quantizer.Codebook.device));
+            var (h, w) = defeat.Backbone.GridSize;
+            var grid = features.GridFeatures.transpose(1, 2).reshape(-1, defeat.Backbone.FeatureDim, h, w);
             var ze = shield.VqVae.Encode(grid).permute(0, 2, 3, 1).reshape(-1, shield.Options.HiddenDim);
             var codeNorms = quantizer.Codebook.norm(1);
             lines.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture,
@@ -301,7 +336,7 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
 
     private static string Slug(string name) => new(name.ToLowerInvariant().Select(c => char.IsLetterOrDigit(c) ? c : '-').ToArray());
 
-    private static RobustnessReport Run(RobustnessEvaluator evaluator, string name, DefeatModel model, LabeledImages testSet,
+    private static RobustnessReport Run(RobustnessEvaluator evaluator, string name, ITrainableClassifier model, LabeledImages testSet,
         IProgress<StageProgress> progress, CancellationToken ct, string stage) =>
         evaluator.Evaluate(AdaptiveAttackSuite.Subject(model, name), testSet,
             new SyncProgress<EvaluationProgress>(p => progress.Report(new StageProgress($"{stage} {name}", (int)p.Done, (int)p.Total, p.Stage))), ct);

@@ -68,6 +68,9 @@ public static class SampleCommand
     public static void PrintResults(IReadOnlyList<RobustnessReport> reports, string dataset, string plotPath, string tablePath)
     {
         foreach (var table in ResultsTable.Build(reports, dataset)) AnsiConsole.Write(table);
+        foreach (var line in ResultsTable.MaskingNotes(reports).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            AnsiConsole.MarkupLine(line.Contains("gradient masking suspected", StringComparison.Ordinal)
+                ? $"[red]{Markup.Escape(line)}[/]" : Markup.Escape(line));
         AnsiConsole.MarkupLineInterpolated($"Plot: [bold]{plotPath}[/]   Table: [bold]{tablePath}[/]");
     }
 }

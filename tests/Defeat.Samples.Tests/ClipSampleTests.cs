@@ -11,7 +11,7 @@ namespace Defeat.Tests.Samples;
 /// <summary>The CLIP sample end to end on a tiny random CLIP in each checkpoint format, an image folder and a CoOp split.</summary>
 public class ClipSampleTests
 {
-    private static readonly string[] Methods = ["zero-shot", "APT-style", "DEFEAT (official)", "DEFEAT (anti-collapse)"];
+    private static readonly string[] Methods = ["zero-shot", "APT-style", "FAP", "DEFEAT (official)", "DEFEAT (anti-collapse)"];
     private string _dir = "";
 
     [SetUp]
@@ -69,8 +69,9 @@ public class ClipSampleTests
             Assert.That(report.ByEpsilon[0].RobustAccuracy * 4, Is.EqualTo(Math.Round(report.ByEpsilon[0].RobustAccuracy * 4)).Within(1e-9));
         }
         // DEFEAT is attacked through each output; the baselines through their one output.
-        Assert.That(results.Reports[2].ByEpsilon[0].RobustAccuracyByTarget.Keys, Is.EquivalentTo(new[] { "fused", "clean", "robust" }));
+        Assert.That(results.Reports[3].ByEpsilon[0].RobustAccuracyByTarget.Keys, Is.EquivalentTo(new[] { "fused", "clean", "robust" }));
         Assert.That(results.Reports[0].ByEpsilon[0].RobustAccuracyByTarget.Keys, Is.EquivalentTo(new[] { "fused" }));
+        Assert.That(results.Reports[2].ByEpsilon[0].RobustAccuracyByTarget.Keys, Is.EquivalentTo(new[] { "fused" }));
 
         // The zero-shot row equals CLIP's own zero-shot prediction on the same held-out images.
         var listed = ImageFileDataset.FromFolder(images);
@@ -85,7 +86,7 @@ public class ClipSampleTests
         Assert.That(table, Does.StartWith("images, 2-shot, 2 classes"));
         var png = System.IO.File.ReadAllBytes(results.PlotPath);
         Assert.That(png.Take(8), Is.EqualTo(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }));
-        foreach (var slug in new[] { "apt-style", "defeat--official-", "defeat--anti-collapse-" })
+        foreach (var slug in new[] { "apt-style", "fap", "defeat--official-", "defeat--anti-collapse-" })
             Assert.That(Directory.EnumerateFiles(Path.Combine(options.Output, "checkpoints", slug)), Is.Not.Empty, slug);
 
         // Each stage reported, and each ran to its end.
@@ -93,6 +94,30 @@ public class ClipSampleTests
         Assert.That(last.Keys, Is.SupersetOf(new[] { "load few-shot images", "load test images", "train APT-style", "evaluate zero-shot", "evaluate DEFEAT (official)" }));
         Assert.That(last.Values.Where(p => p.Stage.StartsWith("train", StringComparison.Ordinal) || p.Stage.StartsWith("load", StringComparison.Ordinal)),
             Has.All.Matches<StageProgress>(p => p.Done == p.Total));
+    }
+
+    [Test]
+    public void AutoAttackRunsOnEveryMethodAndTheTableComparesSquareWithTheGradientAttacks()
+    {
+        string images = ClipSampleFixture.ImageFolder(Path.Combine(_dir, "images"), perClass: 4);
+        var options = ClipSampleFixture.Quick(ClipSampleFixture.File("tiny_openai.pt"), Path.Combine(_dir, "run")) with { ImageFolder = images, AutoAttack = true };
+
+        var results = ClipSampleRunner.Run(options, new Recorder());
+
+        // One PGD row per method, then one adaptive row per method at the largest radius.
+        Assert.That(results.Reports.Select(r => r.Name), Is.EqualTo(Methods.Concat(Methods.Select(m => $"{m} [adaptive]"))));
+        foreach (var report in results.Reports.Skip(Methods.Length))
+        {
+            var r = report.ByEpsilon.Single();
+            // Two classes: AutoAttack skips APGD-T (it needs 4), as the reference does; Square is the gradient-free check.
+            Assert.That(r.RobustAccuracyByTarget.Keys.Take(3), Is.EqualTo(new[] { "aa-apgd-ce/fused", "aa-fab-t/fused", "aa-square/fused" }), report.Name);
+            Assert.That(r.GradientMasking, Is.Not.Null, report.Name);
+            // Survivors only: each attack's figure is cumulative, so it never rises along the list, and ends at the worst case.
+            var cumulative = r.RobustAccuracyByTarget.Values.ToList();
+            for (int k = 1; k < cumulative.Count; k++) Assert.That(cumulative[k], Is.LessThanOrEqualTo(cumulative[k - 1]), report.Name);
+            Assert.That(cumulative[^1], Is.EqualTo(r.RobustAccuracy).Within(1e-12));
+        }
+        Assert.That(System.IO.File.ReadAllText(results.TablePath), Does.Contain("Gradient-free against white-box attacks:"));
     }
 
     [Test]
@@ -126,7 +151,7 @@ public class ClipSampleTests
         double first = DirectZeroShotAccuracy(options.ClipPath, null, [F("blue_sky", 2), F("red_apple", 2)], [0, 1], ["sky", "apple"]);
         double second = DirectZeroShotAccuracy(options.ClipPath, null, [F("blue_sky", 2), F("red_apple", 3)], [0, 1], ["sky", "apple"]);
         Assert.That(results.Reports[0].CleanAccuracy, Is.EqualTo(first).Within(1e-12).Or.EqualTo(second).Within(1e-12));
-        foreach (var slug in new[] { "apt-style", "defeat--official-", "defeat--anti-collapse-" })
+        foreach (var slug in new[] { "apt-style", "fap", "defeat--official-", "defeat--anti-collapse-" })
             Assert.That(Directory.EnumerateFiles(Path.Combine(options.Output, "checkpoints", slug), "*epoch-0002*", SearchOption.AllDirectories), Is.Not.Empty, slug);
     }
 

@@ -6,7 +6,8 @@ namespace Defeat.Samples.Shared.Study;
 /// <summary>The results of one radius in one cell.</summary>
 /// <param name="Epsilon">Radius in [0, 1] pixel units.</param>
 /// <param name="Robust">Per-image worst case over the suite.</param>
-/// <param name="ByAttack">Accuracy under each attack of the suite alone.</param>
+/// <param name="ByAttack">Accuracy under each attack of the suite alone (under a survivors-only protocol: after that attack
+/// and every earlier one, each having run only on the images still standing).</param>
 /// <param name="FlipRate">Share of patch codes that change under the first attack (null without a shield).</param>
 /// <param name="RobustCorrect">Per test image, '1' when it survives every attack (test-set order).</param>
 public sealed record StudyEpsilonResult(double Epsilon, double Robust, IReadOnlyDictionary<string, double> ByAttack, double? FlipRate, string RobustCorrect);

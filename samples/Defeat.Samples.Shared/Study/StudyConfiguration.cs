@@ -1,5 +1,6 @@
 using Defeat.Model;
 using Defeat.Backbones;
+using Defeat.Prompting;
 using Defeat.Fusion;
 using Defeat.Quantization;
 using Defeat.Shield;
@@ -36,6 +37,10 @@ public sealed record StudyConfiguration(string Name, string Description)
 
     /// <summary>Overrides the protocol's shots per class (a scale point).</summary>
     public int? Shots { get; init; }
+
+    /// <summary>FAP's prompts for a backbone and a seed: set, the configuration is a <see cref="FapModel"/> (deep multimodal
+    /// prompts, FAP's loss) and <see cref="Model"/>, <see cref="Shield"/> and <see cref="Fusion"/> are not used.</summary>
+    public Func<IDeepPromptBackbone, int, FapPromptLearnerOptions>? Fap { get; init; }
 }
 
 /// <summary>The configurations a study can name. The baseline every paired comparison is made against is <see cref="Baseline"/>.</summary>
@@ -75,6 +80,14 @@ public static class StudyConfigurations
         new(Baseline, "APT-style: learned prompts trained on adversarial images, no shield, no text regulariser.")
         {
             Model = new DefeatModelOptions { UseShield = false, TextRegularizationWeight = 0 },
+        },
+        new("apt-paper-schedule", "APT-style with the paper's schedule (lr 0.002, 100 epochs): the baseline of the *-paper-schedule cells.")
+        {
+            Model = new DefeatModelOptions { UseShield = false, TextRegularizationWeight = 0 }, LearningRate = 0.002, Epochs = 100,
+        },
+        new("fap", "FAP: deep multimodal prompts (2 context tokens, prompt depth min(9, blocks)) with FAP's loss, trained as the others.")
+        {
+            Fap = (backbone, seed) => RobustnessStudy.Fap(backbone, seed),
         },
         new("official", "DEFEAT with the official settings.") { Shield = Shielded() },
         new("official-paper-schedule", "DEFEAT, official settings, the paper's schedule (lr 0.002, 100 epochs).")

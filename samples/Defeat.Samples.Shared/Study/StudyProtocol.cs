@@ -55,14 +55,31 @@ public sealed record StudyProtocol
     /// <summary>The attacks.</summary>
     public StudySuite Suite { get; init; } = StudySuite.Screening;
 
+    /// <summary>Each attack runs only on the images every earlier attack left standing (and never on those wrong when
+    /// clean): the same worst case for less work; the per-attack accuracies become cumulative.</summary>
+    public bool SurvivorsOnly { get; init; }
+
+    /// <summary>The suite starts with AutoAttack's four attacks (APGD-CE, APGD-T, FAB-T, Square).</summary>
+    public bool AutoAttack { get; init; }
+
     /// <summary>Images per evaluation batch.</summary>
     public int EvaluationBatchSize { get; init; } = 250;
 
     /// <summary>Screening: one seed, PGD-20, the screening suite, 1,000 test images.</summary>
     public static StudyProtocol Screening() => new();
 
-    /// <summary>The final study: PGD-100 and the full suite on the same 1,000 test images.</summary>
-    public static StudyProtocol Final() => new() { PgdSteps = 100, Suite = StudySuite.Full, Restarts = 3, SoftQuantizationTemperatures = [0.25, 1, 4] };
+    /// <summary>The final study: the screening suite at PGD-100 on the same 1,000 test images, each attack on the images still
+    /// standing. The margin loss and the restarts of the full suite are left out: in every run measured (docs/reproduction.md)
+    /// they broke no image that cross-entropy and DLR left standing, and they would double the cost.</summary>
+    public static StudyProtocol Final() => new() { PgdSteps = 100, SurvivorsOnly = true };
+
+    /// <summary>AutoAttack (standard, L-inf) at 4/255 on 500 of the test images (50 per class), then the screening suite at
+    /// PGD-100 on what it left standing: AutoAttack's own per-attack report, and what the attacks that know the defence
+    /// add to it.</summary>
+    public static StudyProtocol AutoAttackCheck() => new()
+    {
+        TestPerClass = 50, Epsilons = [4.0 / 255], PgdSteps = 100, SurvivorsOnly = true, AutoAttack = true,
+    };
 
     /// <summary>Throws when a setting is out of range, naming it.</summary>
     public void Validate()
@@ -82,5 +99,7 @@ public sealed record StudyProtocol
     /// <summary>A stable text that identifies the protocol (stored in every cell; cells with different ones are not pooled).</summary>
     public string Fingerprint() => string.Create(System.Globalization.CultureInfo.InvariantCulture,
         $"shots={Shots};epochs={Epochs};lr={LearningRate};batch={BatchSize};train-eps={TrainEpsilon * 255:0.###}/255;test={TestPerClass}/class@{TestSeed};" +
-        $"eps={string.Join(",", Epsilons.Select(e => (e * 255).ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)))}/255;pgd={PgdSteps};suite={Suite};restarts={Restarts};softvq={string.Join(",", SoftQuantizationTemperatures)}");
+        $"eps={string.Join(",", Epsilons.Select(e => (e * 255).ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)))}/255;pgd={PgdSteps};suite={Suite};restarts={Restarts};softvq={string.Join(",", SoftQuantizationTemperatures)}") +
+        // Appended only when set, so that the fingerprints of cells made before these options existed still match.
+        (SurvivorsOnly ? ";survivors-only" : "") + (AutoAttack ? ";autoattack" : "");
 }

@@ -81,7 +81,8 @@ public sealed class StudyRunner(
         string name = $"{configuration.Name} s{seed}";
         int shots = configuration.Shots ?? protocol.Shots;
         using var train = fewShot(seed, shots);
-        using var model = Build(configuration, seed);
+        var model = Build(configuration, seed);
+        using var owned = (IDisposable)model;
 
         var watch = Stopwatch.StartNew();
         if (configuration.Train)
@@ -102,11 +103,12 @@ public sealed class StudyRunner(
         }
         double trainSeconds = watch.Elapsed.TotalSeconds;
 
-        model.eval();
+        model.SetTraining(false);
         var evaluator = new RobustnessEvaluator(new RobustnessEvaluatorOptions
         {
             Epsilons = protocol.Epsilons,
             BatchSize = protocol.EvaluationBatchSize,
+            SurvivorsOnly = protocol.SurvivorsOnly,
             Attacks = Suite(model, seed),
         }, loggers.CreateLogger<RobustnessEvaluator>());
         var report = evaluator.Evaluate(AdaptiveAttackSuite.Subject(model, name), testSet,
@@ -118,31 +120,40 @@ public sealed class StudyRunner(
             trainSeconds, watch.Elapsed.TotalSeconds - trainSeconds, DateTime.UtcNow);
     }
 
-    /// <summary>The model of a configuration, initialised from <paramref name="seed"/>.</summary>
-    public DefeatModel Build(StudyConfiguration configuration, int seed)
+    /// <summary>The model of a configuration, initialised from <paramref name="seed"/>: a <see cref="DefeatModel"/>, or a
+    /// <see cref="FapModel"/> when <see cref="StudyConfiguration.Fap"/> is set (the caller disposes it).</summary>
+    /// <exception cref="ArgumentException">A FAP configuration on a backbone that cannot take deep prompts.</exception>
+    public ITrainableClassifier Build(StudyConfiguration configuration, int seed)
     {
+        ArgumentNullException.ThrowIfNull(configuration);
         manual_seed(seed);
+        if (configuration.Fap is { } fap)
+            return backbone is IDeepPromptBackbone deep
+                ? FapModel.Create(deep, classNames, fap(deep, seed))
+                : throw new ArgumentException($"Configuration \"{configuration.Name}\" is FAP, which needs a backbone with deep prompts (IDeepPromptBackbone); got a {backbone.GetType().Name}.", nameof(configuration));
         var shield = configuration.Shield?.Invoke(backbone, seed);
         return DefeatModel.Create(backbone, classNames, configuration.Model with { UseShield = shield is not null }, prompts(seed), shield, configuration.Fusion);
     }
 
-    private IReadOnlyList<NamedAttack> Suite(DefeatModel model, int seed)
+    private IReadOnlyList<NamedAttack> Suite(ITrainableClassifier model, int seed)
     {
         if (protocol.Suite == StudySuite.Full)
             return AdaptiveAttackSuite.Attacks(model, new AdaptiveAttackOptions
             {
                 Steps = protocol.PgdSteps, Restarts = protocol.Restarts, Seed = (ulong)seed, SoftQuantizationTemperatures = protocol.SoftQuantizationTemperatures,
+                IncludeAutoAttack = protocol.AutoAttack,
             });
         Func<double, IAdversarialAttack> Pgd(AttackLoss loss, ulong offset) => eps => new PgdAttack(PgdOptions.DefeatEvaluation(eps) with
         {
             Steps = protocol.PgdSteps, Loss = loss, Seed = (ulong)seed + offset,
         });
-        var suite = new List<NamedAttack> { new("pgd-ce/fused", AdaptiveAttackSuite.Fused, Pgd(AttackLoss.CrossEntropy, 0)) };
-        if (model.Shield is not null)
+        var suite = protocol.AutoAttack ? AdaptiveAttackSuite.AutoAttackStages(classNames.Count, (ulong)seed).ToList() : [];
+        suite.Add(new("pgd-ce/fused", AdaptiveAttackSuite.Fused, Pgd(AttackLoss.CrossEntropy, 0)));
+        if (model is DefeatModel { Shield: not null } defeat)
         {
             suite.Add(new("pgd-ce/clean", AdaptiveAttackSuite.Clean, Pgd(AttackLoss.CrossEntropy, 1)));
             suite.Add(new("pgd-ce/robust", AdaptiveAttackSuite.Robust, Pgd(AttackLoss.CrossEntropy, 2)));
-            var shield = model.Shield;
+            var shield = defeat.Shield;
             suite.Add(new("pgd-softvq/fused", AdaptiveAttackSuite.Fused, eps => new SoftQuantizationAttack(PgdOptions.DefeatEvaluation(eps) with
             {
                 Steps = protocol.PgdSteps, Seed = (ulong)seed + 6,

@@ -10,7 +10,7 @@ namespace Defeat.Samples.Shared.Study;
 /// <param name="Clean">Clean accuracy over seeds (mean, 95 % t interval).</param>
 /// <param name="Robust">Worst-case robust accuracy over seeds, per radius.</param>
 /// <param name="Harmonic">H of clean and worst-case robust over seeds, per radius.</param>
-/// <param name="ByAttack">Mean accuracy under each attack alone, per radius.</param>
+/// <param name="ByAttack">Mean accuracy under each attack alone, per radius (cumulative, in the order run, under a survivors-only protocol).</param>
 /// <param name="VersusBaseline">Paired comparison of worst-case robust accuracy with the baseline on the same seeds and images
 /// (every image of every shared seed is one pair), per radius; null for the baseline itself or without a baseline cell.</param>
 /// <param name="CleanVersusBaseline">The same for clean accuracy.</param>
@@ -131,7 +131,9 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
         for (int e = 0; e < Epsilons.Count; e++)
         {
             var attacks = Configurations.SelectMany(c => c.ByAttack[e].Keys).Distinct().ToList();
-            md.AppendLine().AppendLine(inv, $"Accuracy under each attack alone at {Eps(Epsilons[e])} (mean over seeds; the worst case is the robust column above):").AppendLine();
+            md.AppendLine().AppendLine(Protocol.Contains("survivors-only", StringComparison.Ordinal)
+                ? $"Accuracy after each attack and every attack before it, in the order run, at {Eps(Epsilons[e])} (each attack ran only on the images still standing; mean over seeds):"
+                : $"Accuracy under each attack alone at {Eps(Epsilons[e])} (mean over seeds; the worst case is the robust column above):").AppendLine();
             md.AppendLine("| configuration | " + string.Join(" | ", attacks) + " |");
             md.AppendLine("|---|" + string.Concat(attacks.Select(_ => "---|")));
             foreach (var c in Configurations)

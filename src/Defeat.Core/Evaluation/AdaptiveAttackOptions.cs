@@ -26,6 +26,14 @@ public sealed record AdaptiveAttackOptions
     /// </summary>
     public IReadOnlyList<double> SoftQuantizationTemperatures { get; init; } = [];
 
+    /// <summary>Also run the four attacks of <see cref="Attacks.AutoAttack"/>'s standard version on the prediction, first and
+    /// in AutoAttack's order: <c>aa-apgd-ce/fused</c>, <c>aa-apgd-t/fused</c> (4 classes or more), <c>aa-fab-t/fused</c> and the
+    /// gradient-free <c>aa-square/fused</c> (5,000 queries), which <see cref="GradientMaskingCheck"/> compares with the
+    /// gradient attacks. With <see cref="RobustnessEvaluatorOptions.SurvivorsOnly"/> the four run exactly as AutoAttack runs
+    /// them (each on the images still standing), so their cumulative accuracies are AutoAttack's own report, and the
+    /// suite's attacks that follow show what AutoAttack missed. They cost tens of PGD-100 runs per image; off by default.</summary>
+    public bool IncludeAutoAttack { get; init; }
+
     /// <summary>Throws when an option is out of range.</summary>
     public void Validate()
     {

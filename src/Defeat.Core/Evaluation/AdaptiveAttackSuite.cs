@@ -17,7 +17,7 @@ namespace Defeat.Evaluation;
 /// 2018) with the identity as the approximation of the argmin, so no separate BPDA attack is needed; the same
 /// holds inside the fused logits. The soft-VQ surrogate attacks (<see cref="AdaptiveAttackOptions.SoftQuantizationTemperatures"/>)
 /// replace that identity by the derivative of a softmin over the codewords, which sees how the code choice moves.</para>
-/// <para>Run the list through <see cref="RobustnessEvaluatorOptions.Attacks"/> with <see cref="Subject"/>: the
+/// <para>Run the list through <see cref="RobustnessEvaluatorOptions.Attacks"/> with <see cref="Subject(DefeatModel, string)"/>: the
 /// evaluator reports each attack's accuracy and, as robust accuracy, the per-sample worst case over all of them.</para>
 /// </remarks>
 public static class AdaptiveAttackSuite
@@ -34,15 +34,21 @@ public static class AdaptiveAttackSuite
     /// <summary>
     /// The named attacks: <c>pgd-ce/fused</c>, <c>pgd-margin/fused</c>, <c>pgd-dlr/fused</c> (3 classes or more),
     /// <c>pgd-ce-restarts/fused</c>, and with branches <c>pgd-ce/clean</c> and <c>pgd-ce/robust</c>.
-    /// All are L-inf PGD from a random start with the options' steps and step size.
+    /// All are L-inf PGD from a random start with the options' steps and step size. When the options ask for them,
+    /// AutoAttack's four attacks come first (<see cref="AdaptiveAttackOptions.IncludeAutoAttack"/>).
     /// </summary>
     /// <param name="classes">Number of classes (the DLR loss needs 3).</param>
     /// <param name="withBranches">Whether the subject has the <see cref="Clean"/> and <see cref="Robust"/> targets.</param>
     /// <param name="options">The budget; defaults when null.</param>
     public static IReadOnlyList<NamedAttack> Attacks(int classes, bool withBranches, AdaptiveAttackOptions? options = null)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(classes, 1);
         options ??= new AdaptiveAttackOptions();
+        return [.. AutoAttackStages(classes, options), .. GradientAttacks(classes, withBranches, options)];
+    }
+
+    private static List<NamedAttack> GradientAttacks(int classes, bool withBranches, AdaptiveAttackOptions options)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(classes, 1);
         options.Validate();
 
         Func<double, IAdversarialAttack> Pgd(AttackLoss loss, int restarts, ulong seedOffset) => eps => new PgdAttack(new PgdOptions
@@ -64,6 +70,35 @@ public static class AdaptiveAttackSuite
         return list;
     }
 
+    private static IEnumerable<NamedAttack> AutoAttackStages(int classes, AdaptiveAttackOptions options) =>
+        options.IncludeAutoAttack ? AutoAttackStages(classes, options.Seed + 8) : [];
+
+    /// <summary>
+    /// The four attacks of <see cref="AutoAttack"/>'s standard version (L-inf) as named attacks on <see cref="Fused"/>, in its
+    /// order: <c>aa-apgd-ce/fused</c>, <c>aa-apgd-t/fused</c> (left out below 4 classes), <c>aa-fab-t/fused</c> and
+    /// <c>aa-square/fused</c> (marked <see cref="NamedAttack.GradientFree"/>). Run with
+    /// <see cref="RobustnessEvaluatorOptions.SurvivorsOnly"/>, they are AutoAttack.
+    /// </summary>
+    /// <param name="classes">Number of classes of the model.</param>
+    /// <param name="seed">Seed of the four attacks.</param>
+    public static IReadOnlyList<NamedAttack> AutoAttackStages(int classes, ulong seed)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(classes, 1);
+        AutoAttackOptions At(double eps) => new() { Epsilon = eps, Seed = seed };
+        var stages = AutoAttack.Stages(At(4.0 / 255));
+        var list = new List<NamedAttack>();
+        for (int k = 0; k < stages.Count; k++)
+        {
+            if (classes < stages[k].MinimumClasses) continue;
+            int stage = k; // the factory builds the stage at the evaluation's radius
+            list.Add(new NamedAttack($"aa-{stages[k].Name}/fused", Fused, eps => AutoAttack.Stages(At(eps))[stage].Attack)
+            {
+                GradientFree = stages[k].Attack is SquareAttack,
+            });
+        }
+        return list;
+    }
+
     /// <summary>
     /// The suite for <paramref name="model"/>: its class count and whether it has the shield; with the shield and
     /// <see cref="AdaptiveAttackOptions.SoftQuantizationTemperatures"/> set, also <c>pgd-softvq/fused</c> and
@@ -75,11 +110,33 @@ public static class AdaptiveAttackSuite
     {
         ArgumentNullException.ThrowIfNull(model);
         options ??= new AdaptiveAttackOptions();
-        var list = Attacks(model.PromptLearner.ClassNames.Count, model.Shield is not null, options).ToList();
+        var list = AutoAttackStages(model.PromptLearner.ClassNames.Count, options).ToList();
+        list.AddRange(GradientAttacks(model.PromptLearner.ClassNames.Count, model.Shield is not null, options));
         if (model.Shield is { } shield && options.SoftQuantizationTemperatures.Count > 0)
             list.AddRange(SoftQuantizationAttacks(shield, options));
         return list;
     }
+
+    /// <summary>The suite for a FAP model: its class count, no branches.</summary>
+    /// <param name="model">The trained model.</param>
+    /// <param name="options">The budget; defaults when null.</param>
+    public static IReadOnlyList<NamedAttack> Attacks(FapModel model, AdaptiveAttackOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return Attacks(model.PromptLearner.ClassNames.Count, withBranches: false, options);
+    }
+
+    /// <summary>The suite for any model of the library (<see cref="DefeatModel"/> or <see cref="FapModel"/>).</summary>
+    /// <param name="model">The trained model.</param>
+    /// <param name="options">The budget; defaults when null.</param>
+    /// <exception cref="ArgumentException">Another kind of model (build its list with <see cref="Attacks(int, bool, AdaptiveAttackOptions?)"/>).</exception>
+    public static IReadOnlyList<NamedAttack> Attacks(ITrainableClassifier model, AdaptiveAttackOptions? options = null) => model switch
+    {
+        DefeatModel defeat => Attacks(defeat, options),
+        FapModel fap => Attacks(fap, options),
+        null => throw new ArgumentNullException(nameof(model)),
+        _ => throw new ArgumentException($"No suite for a {model.GetType().Name}; expected a DefeatModel or a FapModel, or use Attacks(classes, withBranches, options).", nameof(model)),
+    };
 
     private static IEnumerable<NamedAttack> SoftQuantizationAttacks(IPerturbShield shield, AdaptiveAttackOptions options)
     {
@@ -114,4 +171,27 @@ public static class AdaptiveAttackSuite
             codeIndices: model.CodeIndices,
             codebookSize: model.Shield.CodebookSize);
     }
+
+    /// <summary><paramref name="model"/> as an evaluation subject: its prediction (prompts and text features built once,
+    /// <see cref="FapModel.Predictor"/>) is the one target, <see cref="Fused"/>. The model is set to eval mode.</summary>
+    /// <param name="model">The trained model.</param>
+    /// <param name="name">Name shown in reports.</param>
+    public static EvaluationSubject Subject(FapModel model, string name = "fap")
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        model.eval();
+        return new EvaluationSubject(name, model.Predictor());
+    }
+
+    /// <summary>Any model of the library (<see cref="DefeatModel"/> or <see cref="FapModel"/>) as an evaluation subject.</summary>
+    /// <param name="model">The trained model.</param>
+    /// <param name="name">Name shown in reports.</param>
+    /// <exception cref="ArgumentException">Another kind of model (build its <see cref="EvaluationSubject"/> directly).</exception>
+    public static EvaluationSubject Subject(ITrainableClassifier model, string name) => model switch
+    {
+        DefeatModel defeat => Subject(defeat, name),
+        FapModel fap => Subject(fap, name),
+        null => throw new ArgumentNullException(nameof(model)),
+        _ => throw new ArgumentException($"No subject for a {model.GetType().Name}; expected a DefeatModel or a FapModel, or build an EvaluationSubject.", nameof(model)),
+    };
 }

@@ -9,4 +9,9 @@ namespace Defeat.Evaluation;
 /// <param name="Name">Shown in reports (a key of <see cref="EpsilonResult.RobustAccuracyByTarget"/>); unique in its list.</param>
 /// <param name="Target">Name of one of the subject's attack targets (<see cref="EvaluationSubject.AttackTargets"/>).</param>
 /// <param name="Factory">Builds the attack for a radius epsilon in [0, 1] pixel units.</param>
-public sealed record NamedAttack(string Name, string Target, Func<double, IAdversarialAttack> Factory);
+public sealed record NamedAttack(string Name, string Target, Func<double, IAdversarialAttack> Factory)
+{
+    /// <summary>The attack never uses gradients (a score-based search such as <see cref="SquareAttack"/>). The evaluator
+    /// compares such attacks with the others per image: <see cref="GradientMaskingCheck"/>.</summary>
+    public bool GradientFree { get; init; }
+}

@@ -60,6 +60,8 @@ public sealed class RobustnessEvaluator
         var cleanPerImage = new List<bool>((int)total);
         var robustPerImage = Options.Epsilons.Select(_ => new List<bool>((int)total)).ToArray();
         var flips = new long[Options.Epsilons.Count];
+        var flipCodes = new long[Options.Epsilons.Count];
+        var byAttack = Options.Epsilons.Select(_ => plan.ToDictionary(a => a.Name, _ => new List<bool>((int)total))).ToArray();
         long codesSeen = 0;
         // Without an explicit list, one AttackFactory attack per radius serves every target (as before the list existed).
         var shared = Options.Attacks is null ? Options.Epsilons.Select(Options.AttackFactory).ToArray() : null;
@@ -79,13 +81,14 @@ public sealed class RobustnessEvaluator
             }
 
             Tensor? cleanCodes = null;
+            Tensor cleanRight;
             using (no_grad())
             {
                 var logits = subject.Predict(x);
                 if (logits.dim() != 2 || logits.shape[0] != x.shape[0] || logits.shape[1] != testSet.ClassNames.Count)
                     throw new ArgumentException($"The subject's prediction must be logits [B={x.shape[0]}, classes={testSet.ClassNames.Count}] " +
                         $"(one per class name of testSet), got {TensorChecks.Shape(logits)}; do the model and the data set have the same classes?", nameof(subject));
-                var cleanRight = logits.argmax(-1).eq(y);
+                cleanRight = logits.argmax(-1).eq(y);
                 cleanCorrect += cleanRight.sum().item<long>();
                 cleanPerImage.AddRange(cleanRight.cpu().data<bool>());
                 foreach (var (name, branch) in subject.Branches)
@@ -104,29 +107,36 @@ public sealed class RobustnessEvaluator
 
             for (int e = 0; e < Options.Epsilons.Count; e++)
             {
-                var survived = ones(y.shape[0], dtype: ScalarType.Bool, device: y.device);
+                // Survivors-only: what the model gets wrong clean is never attacked, and each attack sees what is still standing.
+                var survived = Options.SurvivorsOnly ? cleanRight.clone() : ones(y.shape[0], dtype: ScalarType.Bool, device: y.device);
                 for (int a = 0; a < plan.Count; a++)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     var name = plan[a].Name;
-                    Tensor adversarial;
-                    try
+                    var attacked = Options.SurvivorsOnly ? survived.nonzero().squeeze(1) : null;
+                    Tensor right;
+                    if (attacked is not null && attacked.numel() == 0)
+                        right = zeros_like(survived);
+                    else
                     {
-                        adversarial = attacks[a][e].Perturb(subject.AttackTargets[plan[a].Target], x, y, cancellationToken);
+                        var xa = attacked is null ? x : x.index_select(0, attacked);
+                        var ya = attacked is null ? y : y.index_select(0, attacked);
+                        var adversarial = Attack(attacks[a][e], subject, plan[a], xa, ya, cancellationToken);
+                        using (no_grad())
+                        {
+                            var rightAttacked = subject.Predict(adversarial).argmax(-1).eq(ya);
+                            right = attacked is null ? rightAttacked : zeros_like(survived).index_copy(0, attacked, rightAttacked);
+                            if (cleanCodes is not null && a == 0)
+                            {
+                                var codes = subject.CodeIndices!(adversarial);
+                                flips[e] += codes.ne(attacked is null ? cleanCodes : cleanCodes.index_select(0, attacked)).sum().item<long>();
+                                flipCodes[e] += codes.numel();
+                            }
+                        }
                     }
-                    catch (ArgumentException ex) when (ex.ParamName == "model")
-                    {
-                        // The attack's "model" is the subject's target: name the argument the caller passed.
-                        throw new ArgumentException($"The subject's attack target \"{plan[a].Target}\" cannot be attacked by \"{name}\": {ex.Message}", nameof(subject), ex);
-                    }
-                    using (no_grad())
-                    {
-                        var right = subject.Predict(adversarial).argmax(-1).eq(y);
-                        targetCorrect[e][name] += right.sum().item<long>();
-                        survived = survived.logical_and(right);
-                        if (cleanCodes is not null && a == 0)
-                            flips[e] += subject.CodeIndices!(adversarial).ne(cleanCodes).sum().item<long>();
-                    }
+                    targetCorrect[e][name] += right.sum().item<long>();
+                    survived = survived.logical_and(right);
+                    byAttack[e][name].AddRange((Options.SurvivorsOnly ? survived : right).cpu().data<bool>());
                     progress?.Report(new EvaluationProgress(subject.Name, $"eps={Options.Epsilons[e] * 255:0.##}/255 {name}", end, total));
                 }
                 worstCorrect[e] += survived.sum().item<long>();
@@ -138,10 +148,14 @@ public sealed class RobustnessEvaluator
         var results = Options.Epsilons.Select((eps, e) =>
         {
             double robust = (double)worstCorrect[e] / total;
+            var perAttack = byAttack[e].ToDictionary(kv => kv.Key, kv => (IReadOnlyList<bool>)kv.Value);
+            var masking = Masking(plan, perAttack);
+            if (masking is { Suspected: true })
+                _logger.LogWarning("{Subject}: eps {Eps:0.##}/255: {Verdict}", subject.Name, eps * 255, masking);
             return new EpsilonResult(eps,
                 targetCorrect[e].ToDictionary(kv => kv.Key, kv => (double)kv.Value / total),
                 robust, RobustnessReport.Harmonic(clean, robust),
-                codesSeen > 0 ? (double)flips[e] / codesSeen : null, robustPerImage[e]);
+                codesSeen == 0 ? null : flipCodes[e] == 0 ? 0 : (double)flips[e] / flipCodes[e], robustPerImage[e], perAttack, masking);
         }).ToList();
         var report = new RobustnessReport(subject.Name, total, clean,
             branchCorrect.ToDictionary(kv => kv.Key, kv => (double)kv.Value / total),
@@ -162,6 +176,40 @@ public sealed class RobustnessEvaluator
                 throw new ArgumentException($"Attack \"{a.Name}\" aims at target \"{a.Target}\", which the subject does not have; " +
                     $"expected one of {string.Join(", ", subject.AttackTargets.Keys.Select(k => $"\"{k}\""))}.", nameof(subject));
         return Options.Attacks;
+    }
+
+    private static Tensor Attack(IAdversarialAttack attack, EvaluationSubject subject, NamedAttack named, Tensor x, Tensor y, CancellationToken ct)
+    {
+        try
+        {
+            return attack.Perturb(subject.AttackTargets[named.Target], x, y, ct);
+        }
+        catch (ArgumentException ex) when (ex.ParamName == "model")
+        {
+            // The attack's "model" is the subject's target: name the argument the caller passed.
+            throw new ArgumentException($"The subject's attack target \"{named.Target}\" cannot be attacked by \"{named.Name}\": {ex.Message}", nameof(subject), ex);
+        }
+    }
+
+    // Gradient-free attacks against the white-box ones, per image. Without SurvivorsOnly each attack saw every image: the
+    // worst case over the gradient-free ones against the worst case over the others. With it the outcomes are cumulative,
+    // so the gradient-free attacks (one run of them) are compared with the white-box attacks that ran before them, as the
+    // reference AutoAttack compares Square with its gradient attacks; the images they could not see count as agreeing.
+    private GradientMaskingVerdict? Masking(IReadOnlyList<NamedAttack> plan, IReadOnlyDictionary<string, IReadOnlyList<bool>> perAttack)
+    {
+        var free = plan.Where(a => a.GradientFree).ToList();
+        var whiteBox = plan.Where(a => !a.GradientFree).ToList();
+        if (free.Count == 0 || whiteBox.Count == 0) return null;
+        int n = perAttack[plan[0].Name].Count;
+        if (!Options.SurvivorsOnly)
+        {
+            static bool[] AllOf(IEnumerable<IReadOnlyList<bool>> lists, int n) => Enumerable.Range(0, n).Select(i => lists.All(l => l[i])).ToArray();
+            return GradientMaskingCheck.Assess(AllOf(whiteBox.Select(a => perAttack[a.Name]), n), AllOf(free.Select(a => perAttack[a.Name]), n),
+                free.Select(a => a.Name).ToList());
+        }
+        int first = plan.ToList().FindIndex(a => a.GradientFree), last = plan.ToList().FindLastIndex(a => a.GradientFree);
+        if (first == 0 || last - first + 1 != free.Count) return null; // nothing white-box before them, or not one run
+        return GradientMaskingCheck.Assess(perAttack[plan[first - 1].Name], perAttack[plan[last].Name], free.Select(a => a.Name).ToList());
     }
 
     private static long Correct(Tensor logits, Tensor labels) => logits.argmax(-1).eq(labels).sum().item<long>();

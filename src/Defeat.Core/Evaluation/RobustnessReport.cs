@@ -8,13 +8,19 @@ namespace Defeat.Evaluation;
 /// <param name="FlipRate">Share of patch codes that differ between a clean image and its attacked version (the first attack: the first target, or the first of RobustnessEvaluatorOptions.Attacks); null without a quantizer.</param>
 /// <param name="RobustCorrect">Per image, in test-set order: classified correctly under every attack (the per-sample worst
 /// case behind <see cref="RobustAccuracy"/>); the input of paired comparisons such as <see cref="StudyStatistics.Compare"/>.</param>
+/// <param name="RobustCorrectByAttack">Per attack name, per image: classified correctly under that attack (under that attack
+/// and every earlier one when RobustnessEvaluatorOptions.SurvivorsOnly is set).</param>
+/// <param name="GradientMasking">The gradient-free attacks against the white-box ones (<see cref="GradientMaskingCheck"/>);
+/// null unless the attack list has both kinds.</param>
 public sealed record EpsilonResult(
     double Epsilon,
     IReadOnlyDictionary<string, double> RobustAccuracyByTarget,
     double RobustAccuracy,
     double HarmonicMean,
     double? FlipRate,
-    IReadOnlyList<bool>? RobustCorrect = null);
+    IReadOnlyList<bool>? RobustCorrect = null,
+    IReadOnlyDictionary<string, IReadOnlyList<bool>>? RobustCorrectByAttack = null,
+    GradientMaskingVerdict? GradientMasking = null);
 
 /// <summary>How many codewords a quantizer used on the clean evaluation images.</summary>
 /// <param name="CodesUsed">Codewords chosen at least once.</param>

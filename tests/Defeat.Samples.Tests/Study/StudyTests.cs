@@ -119,4 +119,46 @@ public class StudyTests
         Assert.That(StudySummary.FromFolder(runner.CellFolder).Configurations.Select(c => c.Configuration),
             Is.EqualTo(new[] { "zero-shot", "apt", "official" }));
     }
+
+    [Test]
+    public void ProtocolFingerprintsKeepTheScreeningCellsPoolable()
+    {
+        // The fingerprint stored in every screening cell measured before survivors-only and AutoAttack existed
+        // (docs/study/screen/cells): new options must not change it, or those cells could no longer be pooled.
+        Assert.That(StudyProtocol.Screening().Fingerprint(), Is.EqualTo(
+            "shots=16;epochs=20;lr=0.02;batch=32;train-eps=4/255;test=100/class@20261;eps=1,4/255;pgd=20;suite=Screening;restarts=2;softvq=0.5,2"));
+        Assert.That(StudyProtocol.Final().Fingerprint(), Does.EndWith(";pgd=100;suite=Screening;restarts=2;softvq=0.5,2;survivors-only"));
+        var aa = StudyProtocol.AutoAttackCheck();
+        Assert.That(aa.Fingerprint(), Does.Contain("test=50/class@20261;eps=4/255;pgd=100").And.EndWith(";survivors-only;autoattack"));
+    }
+
+    [Test]
+    public void FapRunsThroughTheStudyWithItsOnlyTargetAttacked()
+    {
+        using var clip = new ClipModel(ClipConfig.Tiny(imageResolution: 8, patchSize: 2, inputChannels: 1, width: 32, layers: 1, heads: 1, embedDim: 16));
+        clip.InitializeParameters(seed: 3);
+        var g = new Generator(11);
+        using var images = new LabeledImages(cat([rand([6, 1, 8, 8], generator: g) * 0.5, rand([6, 1, 8, 8], generator: g) * 0.5 + 0.5]).to_type(ScalarType.Float32),
+            cat([zeros(6, dtype: ScalarType.Int64), ones(6, dtype: ScalarType.Int64)]), ["sandal", "coat"]);
+        var protocol = new StudyProtocol { Shots = 2, Epochs = 2, TestPerClass = 2, PgdSteps = 1, EvaluationBatchSize = 4 };
+        using var test = images.Subset(FewShotSplit.Stratified(images.LabelArray(), 2, protocol.TestPerClass, protocol.TestSeed));
+        LabeledImages FewShot(int seed, int shots) => images.Subset(FewShotSplit.Draw(images.LabelArray(), 2, shots, seed).FewShot);
+        var runner = new StudyRunner(protocol, clip, images.ClassNames, FewShot, test,
+            seed => new PromptLearnerOptions { Seed = (ulong)seed, ContextLength = 2 }, _dir, NullLoggerFactory.Instance);
+        var fap = StudyConfigurations.Find(["fap"]).Single();
+
+        var model = runner.Build(fap, seed: 1);
+        using (var owned = (IDisposable)model)
+        {
+            Assert.That(model, Is.InstanceOf<Defeat.Model.FapModel>());
+            // The tiny CLIP has one block: FAP's depth 9 is capped to 1 (only the layer-0 prompts).
+            Assert.That(((Defeat.Model.FapModel)model).PromptLearner.Options.Depth, Is.EqualTo(1));
+        }
+        var cell = runner.RunCell(fap, 1, new Progress<StageProgress>(), CancellationToken.None);
+        // Two classes and no branches: only cross-entropy PGD on the prediction (DLR needs 3 classes), no codes.
+        Assert.That(cell.ByEpsilon[0].ByAttack.Keys, Is.EqualTo(new[] { "pgd-ce/fused" }));
+        Assert.That(cell.CodesUsed, Is.Null);
+        Assert.That(cell.TrainImages, Is.EqualTo(4));
+        foreach (var r in cell.ByEpsilon) Assert.That(r.Robust, Is.LessThanOrEqualTo(cell.Clean + 1e-12));
+    }
 }
