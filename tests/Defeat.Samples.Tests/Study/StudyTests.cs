@@ -23,6 +23,35 @@ public class StudyTests
                 new Dictionary<string, double> { ["pgd-ce/fused"] = 0.5 }, null, robustBits)],
             10, 20, new DateTime(2026, 12, 2, 0, 0, 0, DateTimeKind.Utc));
 
+    /// <summary>A one-block tiny CLIP, twelve random 8x8 images of two classes, and a runner over them.</summary>
+    private sealed class TinyStudy : IDisposable
+    {
+        private readonly ClipModel _clip = new(ClipConfig.Tiny(imageResolution: 8, patchSize: 2, inputChannels: 1, width: 32, layers: 1, heads: 1, embedDim: 16));
+        private readonly LabeledImages _images;
+        private readonly LabeledImages _test;
+
+        public TinyStudy(StudyProtocol protocol, string folder)
+        {
+            _clip.InitializeParameters(seed: 3);
+            var g = new Generator(11);
+            _images = new LabeledImages(cat([rand([6, 1, 8, 8], generator: g) * 0.5, rand([6, 1, 8, 8], generator: g) * 0.5 + 0.5]).to_type(ScalarType.Float32),
+                cat([zeros(6, dtype: ScalarType.Int64), ones(6, dtype: ScalarType.Int64)]), ["sandal", "coat"]);
+            _test = _images.Subset(FewShotSplit.Stratified(_images.LabelArray(), 2, protocol.TestPerClass, protocol.TestSeed));
+            Runner = new StudyRunner(protocol, _clip, _images.ClassNames,
+                (seed, shots) => _images.Subset(FewShotSplit.Draw(_images.LabelArray(), 2, shots, seed).FewShot), _test,
+                seed => new PromptLearnerOptions { Seed = (ulong)seed, ContextLength = 2 }, folder, NullLoggerFactory.Instance);
+        }
+
+        public StudyRunner Runner { get; }
+
+        public void Dispose()
+        {
+            _test.Dispose();
+            _images.Dispose();
+            _clip.Dispose();
+        }
+    }
+
     [Test]
     public void ShardsPartitionTheCellsExactly()
     {
@@ -81,16 +110,9 @@ public class StudyTests
     [Test]
     public void RunnerWritesOneCellPerConfigurationAndSeedAndNeverRecomputesAFinishedOne()
     {
-        using var clip = new ClipModel(ClipConfig.Tiny(imageResolution: 8, patchSize: 2, inputChannels: 1, width: 32, layers: 1, heads: 1, embedDim: 16));
-        clip.InitializeParameters(seed: 3);
-        var g = new Generator(11);
-        using var images = new LabeledImages(cat([rand([6, 1, 8, 8], generator: g) * 0.5, rand([6, 1, 8, 8], generator: g) * 0.5 + 0.5]).to_type(ScalarType.Float32),
-            cat([zeros(6, dtype: ScalarType.Int64), ones(6, dtype: ScalarType.Int64)]), ["sandal", "coat"]);
         var protocol = new StudyProtocol { Shots = 2, Epochs = 2, TestPerClass = 2, PgdSteps = 1, EvaluationBatchSize = 4, SoftQuantizationTemperatures = [1] };
-        using var test = images.Subset(FewShotSplit.Stratified(images.LabelArray(), 2, protocol.TestPerClass, protocol.TestSeed));
-        LabeledImages FewShot(int seed, int shots) => images.Subset(FewShotSplit.Draw(images.LabelArray(), 2, shots, seed).FewShot);
-        var runner = new StudyRunner(protocol, clip, images.ClassNames, FewShot, test,
-            seed => new PromptLearnerOptions { Seed = (ulong)seed, ContextLength = 2 }, _dir, NullLoggerFactory.Instance);
+        using var tiny = new TinyStudy(protocol, _dir);
+        var runner = tiny.Runner;
         var cells = StudyRunner.Plan(StudyConfigurations.Find(["zero-shot", "apt", "official"]), [1, 2]);
         var progress = new Progress<StageProgress>();
 
@@ -135,16 +157,8 @@ public class StudyTests
     [Test]
     public void FapRunsThroughTheStudyWithItsOnlyTargetAttacked()
     {
-        using var clip = new ClipModel(ClipConfig.Tiny(imageResolution: 8, patchSize: 2, inputChannels: 1, width: 32, layers: 1, heads: 1, embedDim: 16));
-        clip.InitializeParameters(seed: 3);
-        var g = new Generator(11);
-        using var images = new LabeledImages(cat([rand([6, 1, 8, 8], generator: g) * 0.5, rand([6, 1, 8, 8], generator: g) * 0.5 + 0.5]).to_type(ScalarType.Float32),
-            cat([zeros(6, dtype: ScalarType.Int64), ones(6, dtype: ScalarType.Int64)]), ["sandal", "coat"]);
-        var protocol = new StudyProtocol { Shots = 2, Epochs = 2, TestPerClass = 2, PgdSteps = 1, EvaluationBatchSize = 4 };
-        using var test = images.Subset(FewShotSplit.Stratified(images.LabelArray(), 2, protocol.TestPerClass, protocol.TestSeed));
-        LabeledImages FewShot(int seed, int shots) => images.Subset(FewShotSplit.Draw(images.LabelArray(), 2, shots, seed).FewShot);
-        var runner = new StudyRunner(protocol, clip, images.ClassNames, FewShot, test,
-            seed => new PromptLearnerOptions { Seed = (ulong)seed, ContextLength = 2 }, _dir, NullLoggerFactory.Instance);
+        using var tiny = new TinyStudy(new StudyProtocol { Shots = 2, Epochs = 2, TestPerClass = 2, PgdSteps = 1, EvaluationBatchSize = 4 }, _dir);
+        var runner = tiny.Runner;
         var fap = StudyConfigurations.Find(["fap"]).Single();
 
         var model = runner.Build(fap, seed: 1);
