@@ -241,7 +241,8 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IDeepPromptBa
     /// <param name="seed">Seed of a private generator: same seed, same weights on CPU.</param>
     public void InitializeParameters(long seed)
     {
-        var generator = new Generator((ulong)seed);
+        using var generator = new Generator((ulong)seed);
+        using var scope = torch.NewDisposeScope(); // the random draws are temporaries
         using var noGrad = torch.no_grad();
         void Normal(Tensor t, double std) =>
             t.copy_(torch.randn(t.shape, generator: generator, dtype: t.dtype) * std);

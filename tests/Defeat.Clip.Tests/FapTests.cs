@@ -148,6 +148,11 @@ public class FapTests
             }).Train(model, data);
 
             Assert.That(history, Has.Count.EqualTo(1));
+            // A data set with another class count is refused before any step, as for DEFEAT.
+            using var three = new LabeledImages(images, labels, ["sandal", "coat", "bag"]);
+            var mismatch = Assert.Throws<ArgumentException>(() => new DefeatTrainer(new DefeatTrainerOptions { Epochs = 1, WarmupEpochs = 0 }).Train(model, three))!;
+            Assert.That(mismatch.ParamName, Is.EqualTo("trainSet"));
+            Assert.That(mismatch.Message, Does.Contain("3 classes").And.Contain("built for 2 (sandal, coat)"));
             Assert.That(history[0].MeanParts.Keys, Is.EquivalentTo(new[] { "ce", "adv" }));
             Assert.That(double.IsFinite(history[0].MeanLoss), Is.True);
             foreach (var (b, now) in backboneBefore.Zip(clip.parameters()))

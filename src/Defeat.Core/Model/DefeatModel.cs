@@ -103,6 +103,9 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
     /// <summary>The prompt learner.</summary>
     public IPromptLearner PromptLearner => prompt_learner;
 
+    /// <summary>The classes the prompts were built for, in label order.</summary>
+    public IReadOnlyList<string> ClassNames => prompt_learner.ClassNames;
+
     /// <summary>The shield; null when <see cref="DefeatModelOptions.UseShield"/> is false.</summary>
     public IPerturbShield? Shield => shield;
 

@@ -60,6 +60,9 @@ public sealed class FapModel : Module<Tensor, Tensor>, ITrainableClassifier
     /// <summary>The prompt learner (submodule <c>prompt_learner</c>).</summary>
     public FapPromptLearner PromptLearner => prompt_learner;
 
+    /// <summary>The classes the prompts were built for, in label order.</summary>
+    public IReadOnlyList<string> ClassNames => prompt_learner.ClassNames;
+
     /// <summary>The frozen backbone.</summary>
     public IDeepPromptBackbone Backbone => prompt_learner.Backbone;
 

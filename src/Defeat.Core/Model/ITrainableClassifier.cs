@@ -13,6 +13,10 @@ namespace Defeat.Model;
 /// </remarks>
 public interface ITrainableClassifier
 {
+    /// <summary>The classes the model was built for, in label order; the trainer refuses a data set with another count.
+    /// Null (the default) when the model does not say.</summary>
+    IReadOnlyList<string>? ClassNames => null;
+
     /// <summary>The parameters the optimiser updates; a frozen backbone's are not among them.</summary>
     IEnumerable<Parameter> TrainableParameters();
 

@@ -59,9 +59,9 @@ public sealed class DefeatTrainer
             throw new ArgumentException("trainSet is empty; expected at least one image.", nameof(trainSet));
         // LabeledImages checked its labels when it was built; they may have been written since.
         TensorChecks.RequireLabels(trainSet.Labels, trainSet.Count, nameof(trainSet), trainSet.ClassNames.Count);
-        if (model is DefeatModel defeat && defeat.PromptLearner.ClassNames.Count != trainSet.ClassNames.Count)
+        if (model.ClassNames is { } classes && classes.Count != trainSet.ClassNames.Count)
             throw new ArgumentException($"trainSet has {trainSet.ClassNames.Count} classes but the model was built for " +
-                $"{defeat.PromptLearner.ClassNames.Count} ({string.Join(", ", defeat.PromptLearner.ClassNames)}); expected the same class list.", nameof(trainSet));
+                $"{classes.Count} ({string.Join(", ", classes)}); expected the same class list.", nameof(trainSet));
 
         var parameters = model.TrainableParameters().ToList();
         if (parameters.Count == 0)
