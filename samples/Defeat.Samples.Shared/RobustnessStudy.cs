@@ -94,6 +94,9 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
             methods.Add(new("APT-style", Build(backbone, classes, new DefeatModelOptions { UseShield = false, TextRegularizationWeight = 0 }, null), true));
             if (backbone is IDeepPromptBackbone deep)
                 methods.Add(new("FAP", BuildFap(deep, classes), true));
+            else
+                loggers.CreateLogger<RobustnessStudy>().LogWarning(
+                    "FAP left out: the backbone ({Backbone}) cannot take deep prompts (it does not implement IDeepPromptBackbone).", backbone.GetType().Name);
             methods.Add(new("DEFEAT (official)", Build(backbone, classes, new DefeatModelOptions(), OfficialShield(backbone, codebookSize)), true));
             methods.Add(new("DEFEAT (anti-collapse)", Build(backbone, classes, new DefeatModelOptions(), AntiCollapseShield(backbone, settings.Seed, codebookSize)), true));
             return methods;
