@@ -94,7 +94,7 @@ public sealed class GridVqVae : nn.Module
 
     /// <summary>Encodes <c>[B, D, h, w]</c> into <c>z_e</c>, <c>[B, H, h, w]</c>.</summary>
     /// <param name="x">Grid feature map.</param>
-    public Tensor Encode(Tensor x) => encoder.call(x);
+    public Tensor Encode(Tensor x) => encoder.call(ChannelsLast(x));
 
     /// <summary>
     /// The quantizer's input for an encoder output <c>z_e</c> <c>[B, H, h, w]</c>: channel-last <c>[B, h, w, d]</c>, projected
@@ -126,7 +126,15 @@ public sealed class GridVqVae : nn.Module
 
     /// <summary>Decodes a latent map <c>[B, H, h, w]</c> into <c>[B, D, h, w]</c>.</summary>
     /// <param name="zq">Quantized latents (straight-through).</param>
-    public Tensor Decode(Tensor zq) => decoder.call(zq);
+    public Tensor Decode(Tensor zq) => decoder.call(ChannelsLast(zq));
+
+    // The convolutions run on channels-last maps: oneDNN then uses its NHWC kernels. On NCHW maps whose channel count
+    // is not a multiple of the CPU's SIMD block (8 floats on AVX2, 16 on AVX-512) it uses padded blocked layouts, and
+    // on some CPUs (this project's AVX2 CI machine, a 2-core AVX-512 EPYC) its backward pass through them returns
+    // wrong input gradients, differently on every call with two threads (NaN at times): docs/reliability.md.
+    // The values are the same either way; only the memory layout differs.
+    private static Tensor ChannelsLast(Tensor x) =>
+        x.dim() == 4 && x.stride(1) == 1 ? x : x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
 
     /// <summary>
     /// Until the returned object is disposed, the quantizer's output keeps its forward value but its gradient comes

@@ -1,3 +1,4 @@
+using Defeat.Tests.Fakes;
 using Defeat.Attacks;
 using TorchSharp.Modules;
 using static TorchSharp.torch.nn;
@@ -32,7 +33,7 @@ internal static class AttackTestModels
     {
         manual_seed(seed);
         return Sequential(
-            ("conv", Conv2d(channels, 4, 3, padding: 1)),
+            ("conv", new PatchConv(channels, 4, 3)),
             ("act", Tanh()),
             ("flat", Flatten()),
             ("fc", torch.nn.Linear(4 * 8 * 8, classes)));

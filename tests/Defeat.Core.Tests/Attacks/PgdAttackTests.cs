@@ -1,3 +1,4 @@
+using Defeat.Tests.Fakes;
 using Defeat.Attacks;
 using TorchSharp.Modules;
 using static TorchSharp.torch.nn;
@@ -27,7 +28,7 @@ public class PgdAttackTests
     {
         manual_seed(seed);
         return Sequential(
-            ("conv", Conv2d(3, 4, 3, padding: 1)),
+            ("conv", new PatchConv(3, 4, 3)),
             ("act", Tanh()),
             ("flat", Flatten()),
             ("fc", Linear(4 * 6 * 6, 5)));

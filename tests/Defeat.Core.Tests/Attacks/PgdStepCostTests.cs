@@ -1,3 +1,4 @@
+using Defeat.Tests.Fakes;
 using Defeat.Attacks;
 using static TorchSharp.torch.nn;
 
@@ -10,7 +11,7 @@ public class PgdStepCostTests
     {
         manual_seed(seed);
         return Sequential(
-            ("conv", Conv2d(3, 4, 3, padding: 1)),
+            ("conv", new PatchConv(3, 4, 3)),
             ("act", Tanh()),
             ("flat", Flatten()),
             ("fc", Linear(4 * 6 * 6, 5)));

@@ -63,7 +63,11 @@ internal sealed class FakeBackbone : Module, IVisionLanguageBackbone
     public ImageFeatures EncodeImage(Tensor images)
     {
         var normalised = (images - 0.5) / 0.25;
-        var grid = patch_embed.call(normalised).flatten(2).transpose(1, 2); // [B, N, D]
+        // The patch embedding as a matmul over unfolded patches (as ClipModel computes it), not oneDNN's convolution,
+        // whose backward pass is wrong with 3 input channels on some CPUs (see PatchConv).
+        long patch = patch_embed.weight!.shape[^1];
+        var patches = functional.unfold(normalised, patch, stride: patch); // [B, 3 p p, N]
+        var grid = patches.transpose(1, 2).matmul(patch_embed.weight!.flatten(1).t()) + patch_embed.bias!; // [B, N, D]
         var classFeature = class_proj.call(grid.mean(new long[] { 1 }).tanh());
         return new ImageFeatures(classFeature, grid);
     }

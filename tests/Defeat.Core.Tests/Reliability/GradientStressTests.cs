@@ -65,6 +65,39 @@ public class GradientStressTests
         }
     }
 
+    [TestCase(8, 4)]
+    [TestCase(3, 12)]
+    [TestCase(16, 16)]
+    public void VqVaeGradientsMatchAFloat64Reference(int featureDim, int hiddenDim)
+    {
+        // Float64 runs ATen's own convolution, not oneDNN's: an independent reference for the float32 gradients. Before
+        // the VQ-VAE laid its maps out channels-last, widths that pad oneDNN's SIMD blocks gave input gradients off by
+        // up to 70 % of their size on a 2-core AVX-512 EPYC, at one thread as at two (docs/reliability.md).
+        using var scope = NewDisposeScope();
+        manual_seed(7);
+        var vqvae = new PerturbShield(new PerturbShieldOptions { FeatureDim = featureDim, GridHeight = 3, GridWidth = 3, HiddenDim = hiddenDim, CodebookSize = 16 }).VqVae;
+        var map = randn(new long[] { 4, featureDim, 3, 3 }, generator: new Generator(8));
+        (Tensor Input, Dictionary<string, Tensor> Weights) Gradients(ScalarType dtype)
+        {
+            vqvae.to(dtype);
+            vqvae.zero_grad();
+            var x = map.to_type(dtype).clone().requires_grad_(true);
+            var ze = vqvae.Encode(x);
+            // Decoder on the encoder output itself (no quantizer in between: its codes would be another test).
+            (vqvae.Decode(ze).square().sum() + ze.square().sum()).backward();
+            return (x.grad!.to_type(ScalarType.Float64), vqvae.named_parameters().Where(p => p.parameter.grad is not null)
+                .ToDictionary(p => p.name, p => p.parameter.grad!.to_type(ScalarType.Float64)));
+        }
+        var (input64, weights64) = Gradients(ScalarType.Float64);
+        for (int repeat = 0; repeat < 5; repeat++)
+        {
+            var (input32, weights32) = Gradients(ScalarType.Float32);
+            Assert.That(input32.allclose(input64, 1e-4, 1e-3), Is.True, $"input gradient, max difference {(input32 - input64).abs().max().ToDouble():E3} of max {input64.abs().max().ToDouble():E3}, float32 max {input32.abs().max().ToDouble():E3}, repeat {repeat}");
+            foreach (var (name, g) in weights64)
+                Assert.That(weights32[name].allclose(g, 1e-4, 1e-3), Is.True, $"{name}, max difference {(weights32[name] - g).abs().max().ToDouble():E3}");
+        }
+    }
+
     private static Dictionary<string, Tensor> Check(IEnumerable<(string Name, Tensor? Grad)> gradients, Dictionary<string, Tensor>? first, int step)
     {
         var now = new Dictionary<string, Tensor>();
