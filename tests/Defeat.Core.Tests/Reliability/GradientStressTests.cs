@@ -12,7 +12,7 @@ namespace Defeat.Tests.Reliability;
 /// </summary>
 /// <remarks>
 /// A fresh-clone run on an AVX2 machine saw NaN in <c>shield.vqvae.encoder.0</c>'s gradient in about one process in three
-/// with two intra-op threads (docs/reliability.md, "A NaN gradient on one machine"). The sizes here are the tests' small
+/// with two intra-op threads (docs/reliability.md, "A wrong gradient on some machines"). The sizes here are the tests' small
 /// ones on purpose: widths below and not a multiple of the 8- and 16-float SIMD blocks make oneDNN pad its blocked
 /// layouts, and the grid arrives both as a channel-first map and as a channels-last view (what a CLIP backbone's
 /// <c>[B, N, D]</c> grid becomes). <c>DEFEAT_STRESS_STEPS</c> sets the repetitions (default 100).
