@@ -31,6 +31,11 @@ public sealed class StudyRunner(
     Func<int, int, LabeledImages> fewShot, LabeledImages testSet, Func<int, PromptLearnerOptions> prompts,
     string folder, ILoggerFactory loggers)
 {
+    private readonly List<(string Configuration, int Seed, string Reason)> _diverged = [];
+
+    /// <summary>The cells whose training diverged in this runner's runs (no file was written for them), with the reason.</summary>
+    public IReadOnlyList<(string Configuration, int Seed, string Reason)> Diverged => _diverged;
+
     /// <summary>The folder the cell files go to.</summary>
     public string CellFolder => Path.Combine(folder, "cells");
 
@@ -64,7 +69,19 @@ public sealed class StudyRunner(
                 continue;
             }
             ct.ThrowIfCancellationRequested();
-            var cell = RunCell(configuration, seed, progress, ct);
+            StudyCell cell;
+            try
+            {
+                cell = RunCell(configuration, seed, progress, ct);
+            }
+            catch (TrainingDivergedException e)
+            {
+                // A configuration that diverges is a result, not a crash: the other cells still run. No file is written,
+                // so the cell stays visible as missing (Diverged lists it) and a rerun tries it again.
+                log.LogError("{Config} seed {Seed}: {Message}", configuration.Name, seed, e.Message);
+                _diverged.Add((configuration.Name, seed, e.Message));
+                continue;
+            }
             cell.Save(CellFolder);
             progress.Report(new StageProgress("study", i + 1, cells.Count, $"{configuration.Name} seed {seed} done"));
             log.LogInformation("{Config} seed {Seed}: clean {Clean:P1}, robust {Robust:P1} at {Eps:0.##}/255 (train {Train:F0} s, evaluate {Eval:F0} s)",

@@ -175,4 +175,18 @@ public class StudyTests
         Assert.That(cell.TrainImages, Is.EqualTo(4));
         foreach (var r in cell.ByEpsilon) Assert.That(r.Robust, Is.LessThanOrEqualTo(cell.Clean + 1e-12));
     }
+
+    [Test]
+    public void ADivergingCellIsReportedAndTheOthersStillRun()
+    {
+        using var tiny = new TinyStudy(new StudyProtocol { Shots = 2, Epochs = 2, TestPerClass = 2, PgdSteps = 1, EvaluationBatchSize = 4 }, _dir);
+        // A learning rate of 1e30 sends the loss to infinity in the first steps: the trainer stops with TrainingDivergedException.
+        var diverging = StudyConfigurations.Find(["apt"]).Single() with { Name = "apt-lr1e30", LearningRate = 1e30, Epochs = 4 };
+        var cells = StudyRunner.Plan([diverging, .. StudyConfigurations.Find(["zero-shot"])], [1]);
+
+        Assert.That(tiny.Runner.Run(cells, new Progress<StageProgress>(), CancellationToken.None), Is.EqualTo(1));
+        Assert.That(Directory.GetFiles(tiny.Runner.CellFolder).Select(Path.GetFileName), Is.EqualTo(new[] { "zero-shot--seed1.json" }));
+        Assert.That(tiny.Runner.Diverged.Select(d => (d.Configuration, d.Seed)), Is.EqualTo(new[] { ("apt-lr1e30", 1) }));
+        Assert.That(tiny.Runner.Diverged[0].Reason, Does.Contain("diverged"));
+    }
 }
