@@ -50,9 +50,10 @@ public sealed class Experiment(ExperimentSettings settings, ILoggerFactory logge
                 ["method"] = name,
                 ["classes"] = new JsonArray(classes.Select(c => (JsonNode)c!).ToArray()),
             }, progress, ct);
-            if (settings.Adaptive || settings.AutoAttack)
+            bool adaptive = settings.Adaptive || settings.AutoAttack; // --autoattack implies --adaptive
+            if (adaptive)
                 reports.AddRange(methods.Select(m => study.EvaluateAdaptive(m.Name, m.Model, testSet, progress, ct)).ToList());
-            string sanity = settings.Adaptive || settings.AutoAttack ? study.SanityChecks(methods, testSet, ct) : "";
+            string sanity = adaptive ? study.SanityChecks(methods, testSet, ct) : "";
             string scale = RobustnessStudy.CodebookScale(methods.Select(m => (m.Name, m.Model)), testSet);
             string plot = study.WritePlot(Path.Combine(output, "robustness.png"), methods, reports, testSet, progress, ct);
             string table = Path.Combine(output, "results.md");

@@ -38,8 +38,8 @@ public sealed record ExperimentSettings
     /// <c>AdaptiveAttackSuite</c>) at the largest radius, and the sanity checks (large radii, an unbounded attack).</summary>
     public bool Adaptive { get; init; }
 
-    /// <summary>Also run AutoAttack's four attacks (APGD-CE, APGD-T, FAB-T, Square) after the adaptive suite, each on the images
-    /// still standing; the table then says where gradient masking is suspected. Implies <see cref="Adaptive"/>.</summary>
+    /// <summary>Also run AutoAttack's four attacks (APGD-CE, APGD-T, FAB-T, Square) before the adaptive suite, every attack on
+    /// the images still standing; the table then says where gradient masking is suspected. Implies <see cref="Adaptive"/>.</summary>
     public bool AutoAttack { get; init; }
 
     /// <summary>Seed of every random choice.</summary>

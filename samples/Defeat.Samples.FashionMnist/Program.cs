@@ -25,7 +25,7 @@ var epochsOption = new Option<int?>("--epochs") { Description = "Override the ep
 var testOption = new Option<int?>("--test-per-class") { Description = "Override the test images per class." };
 var stepsOption = new Option<int?>("--pgd-steps") { Description = "Override the steps of the evaluation PGD." };
 var lrOption = new Option<double?>("--lr") { Description = "Override the SGD learning rate of prompt tuning." };
-var autoAttackOption = new Option<bool>("--autoattack") { Description = "Also run AutoAttack (APGD-CE, APGD-T, FAB-T, Square) after the adaptive attacks, on the images still standing; reports suspected gradient masking (implies --adaptive)." };
+var autoAttackOption = new Option<bool>("--autoattack") { Description = "Also run AutoAttack (APGD-CE, APGD-T, FAB-T, Square) before the adaptive attacks, each attack on the images still standing; reports suspected gradient masking (implies --adaptive)." };
 var adaptiveOption = new Option<bool>("--adaptive") { Description = "Also run the attacks that know the defence and the sanity checks (on with --full)." };
 
 var root = new RootCommand("DEFEAT (ICLR 2026) on Fashion-MNIST: zero-shot, APT-style, FAP and DEFEAT prompt tuning of a small CLIP, with clean and robust accuracy.")

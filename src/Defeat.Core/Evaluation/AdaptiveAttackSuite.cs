@@ -42,13 +42,8 @@ public static class AdaptiveAttackSuite
     /// <param name="options">The budget; defaults when null.</param>
     public static IReadOnlyList<NamedAttack> Attacks(int classes, bool withBranches, AdaptiveAttackOptions? options = null)
     {
-        options ??= new AdaptiveAttackOptions();
-        return [.. AutoAttackStages(classes, options), .. GradientAttacks(classes, withBranches, options)];
-    }
-
-    private static List<NamedAttack> GradientAttacks(int classes, bool withBranches, AdaptiveAttackOptions options)
-    {
         ArgumentOutOfRangeException.ThrowIfLessThan(classes, 1);
+        options ??= new AdaptiveAttackOptions();
         options.Validate();
 
         Func<double, IAdversarialAttack> Pgd(AttackLoss loss, int restarts, ulong seedOffset) => eps => new PgdAttack(new PgdOptions
@@ -57,7 +52,8 @@ public static class AdaptiveAttackSuite
             Restarts = restarts, Loss = loss, Seed = options.Seed + seedOffset,
         });
 
-        var list = new List<NamedAttack> { new("pgd-ce/fused", Fused, Pgd(AttackLoss.CrossEntropy, 1, 0)) };
+        var list = options.IncludeAutoAttack ? AutoAttackStages(classes, options.Seed + 8).ToList() : [];
+        list.Add(new("pgd-ce/fused", Fused, Pgd(AttackLoss.CrossEntropy, 1, 0)));
         if (withBranches)
         {
             list.Add(new("pgd-ce/clean", Clean, Pgd(AttackLoss.CrossEntropy, 1, 1)));
@@ -69,9 +65,6 @@ public static class AdaptiveAttackSuite
         list.Add(new("pgd-ce-restarts/fused", Fused, Pgd(AttackLoss.CrossEntropy, options.Restarts, 5)));
         return list;
     }
-
-    private static IEnumerable<NamedAttack> AutoAttackStages(int classes, AdaptiveAttackOptions options) =>
-        options.IncludeAutoAttack ? AutoAttackStages(classes, options.Seed + 8) : [];
 
     /// <summary>
     /// The four attacks of <see cref="AutoAttack"/>'s standard version (L-inf) as named attacks on <see cref="Fused"/>, in its
@@ -110,8 +103,7 @@ public static class AdaptiveAttackSuite
     {
         ArgumentNullException.ThrowIfNull(model);
         options ??= new AdaptiveAttackOptions();
-        var list = AutoAttackStages(model.PromptLearner.ClassNames.Count, options).ToList();
-        list.AddRange(GradientAttacks(model.PromptLearner.ClassNames.Count, model.Shield is not null, options));
+        var list = Attacks(model.PromptLearner.ClassNames.Count, model.Shield is not null, options).ToList();
         if (model.Shield is { } shield && options.SoftQuantizationTemperatures.Count > 0)
             list.AddRange(SoftQuantizationAttacks(shield, options));
         return list;

@@ -200,16 +200,17 @@ public sealed class RobustnessEvaluator
         var free = plan.Where(a => a.GradientFree).ToList();
         var whiteBox = plan.Where(a => !a.GradientFree).ToList();
         if (free.Count == 0 || whiteBox.Count == 0) return null;
-        int n = perAttack[plan[0].Name].Count;
+        var names = free.Select(a => a.Name).ToList();
         if (!Options.SurvivorsOnly)
         {
-            static bool[] AllOf(IEnumerable<IReadOnlyList<bool>> lists, int n) => Enumerable.Range(0, n).Select(i => lists.All(l => l[i])).ToArray();
-            return GradientMaskingCheck.Assess(AllOf(whiteBox.Select(a => perAttack[a.Name]), n), AllOf(free.Select(a => perAttack[a.Name]), n),
-                free.Select(a => a.Name).ToList());
+            bool[] AllOf(IEnumerable<NamedAttack> attacks) =>
+                Enumerable.Range(0, perAttack[plan[0].Name].Count).Select(i => attacks.All(a => perAttack[a.Name][i])).ToArray();
+            return GradientMaskingCheck.Assess(AllOf(whiteBox), AllOf(free), names);
         }
-        int first = plan.ToList().FindIndex(a => a.GradientFree), last = plan.ToList().FindLastIndex(a => a.GradientFree);
+        var order = plan.Select(a => a.Name).ToList();
+        int first = order.IndexOf(names[0]), last = order.IndexOf(names[^1]);
         if (first == 0 || last - first + 1 != free.Count) return null; // nothing white-box before them, or not one run
-        return GradientMaskingCheck.Assess(perAttack[plan[first - 1].Name], perAttack[plan[last].Name], free.Select(a => a.Name).ToList());
+        return GradientMaskingCheck.Assess(perAttack[plan[first - 1].Name], perAttack[free[^1].Name], names);
     }
 
     private static long Correct(Tensor logits, Tensor labels) => logits.argmax(-1).eq(labels).sum().item<long>();

@@ -134,7 +134,7 @@ public sealed class GridVqVae : nn.Module
     // wrong input gradients, differently on every call with two threads (NaN at times): docs/reliability.md.
     // The values are the same either way; only the memory layout differs.
     private static Tensor ChannelsLast(Tensor x) =>
-        x.dim() == 4 && x.stride(1) == 1 ? x : x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+        x.stride(1) == 1 ? x : x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
 
     /// <summary>
     /// Until the returned object is disposed, the quantizer's output keeps its forward value but its gradient comes
