@@ -88,8 +88,8 @@ public class AttackStepBenchmarks
         }
         using (torch.no_grad())
         {
-            var delta = (_adv + StepSize * gradient.sign() - _clean).clamp(-Epsilon, Epsilon);
-            _adv.copy_((_clean + delta).clamp(0.0, 1.0));
+            var delta = (_adv.Plus(gradient.sign().Times(StepSize)) - _clean).Clamp(-Epsilon, Epsilon);
+            _adv.copy_(_clean.Plus(delta).Clamp(0.0, 1.0));
         }
         return _adv.shape[0];
     }

@@ -62,6 +62,6 @@ public class BroadcastBaselineBenchmarks
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
-        return (_input.unsqueeze(1) - _codebook.unsqueeze(0)).pow(2).sum(-1).argmin(-1).shape[0];
+        return (_input.unsqueeze(1) - _codebook.unsqueeze(0)).Square().sum(-1).argmin(-1).shape[0];
     }
 }

@@ -87,7 +87,7 @@ public class QuantizerBenchmarks
         _inputWithGrad.grad?.zero_();
         _quantizer.zero_grad();
         using var output = _quantizer.Quantize(_inputWithGrad);
-        var loss = (output.Quantized * _outputGrad).sum() + output.CodebookLoss + output.CommitmentLoss;
+        var loss = (output.Quantized * _outputGrad).sum().Plus(output.CodebookLoss).Plus(output.CommitmentLoss);
         loss.backward();
         return output.Indices.shape[0];
     }

@@ -25,7 +25,7 @@ public static class QuantizerProbe
             var e = bench.Codebook.detach();
             var eT = e.t();
             var eTc = eT.contiguous();
-            var bias = e.square().sum(1);
+            var bias = e.Square().sum(1);
             var scores = torch.addmm(bias, z, eT, beta: 1, alpha: -2);
             var scoresT = torch.addmm(bias.unsqueeze(1), e, z.t(), beta: 1, alpha: -2);
             var indices = scores.min(1).indexes;
@@ -39,7 +39,7 @@ public static class QuantizerProbe
                 ("mm with a contiguous e^T", () => { using var s = torch.NewDisposeScope(); torch.mm(z, eTc); }),
                 ("e @ z^T ([K, M] scores)", () => { using var s = torch.NewDisposeScope(); torch.mm(e, z.t()); }),
                 ("topk(1, smallest) of [M, K]", () => { using var s = torch.NewDisposeScope(); scores.topk(1, 1, largest: false); }),
-                ("|e|^2 (square, sum)", () => { using var s = torch.NewDisposeScope(); e.square().sum(1); }),
+                ("|e|^2 (square, sum)", () => { using var s = torch.NewDisposeScope(); e.Square().sum(1); }),
                 ("addmm(|e|^2, z, e^T, 1, -2)", () => { using var s = torch.NewDisposeScope(); torch.addmm(bias, z, eT, beta: 1, alpha: -2); }),
                 ("row min(1) of [M, K] (values + indices)", () => { using var s = torch.NewDisposeScope(); scores.min(1); }),
                 ("row argmin(1) of [M, K]", () => { using var s = torch.NewDisposeScope(); scores.argmin(1); }),

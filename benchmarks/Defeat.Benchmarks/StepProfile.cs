@@ -84,7 +84,7 @@ public static class StepProfile
                 x.reshape(batch, c.InputChannels, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(batch, g * g, c.InputChannels * p * p)
                  .matmul(convW.reshape(w, -1).t())),
             new("cat class token, + pos", 1, [batch, l - 1, w], x =>
-                torch.cat([parameters["visual.class_embedding"].expand(batch, 1, -1), x], 1) + parameters["visual.positional_embedding"]),
+                torch.cat([parameters["visual.class_embedding"].expand(batch, 1, -1), x], 1).Plus(parameters["visual.positional_embedding"])),
             new("ln_pre", 1, tokens, Module("visual.ln_pre")),
             new("residual block (whole module)", n, tokens, Module(block.TrimEnd('.'))),
             new("  ln_1 / ln_2 (each)", 0, tokens, Module(block + "ln_1")),
@@ -101,27 +101,27 @@ public static class StepProfile
                 var parts = x.chunk(3, -1);
                 return parts[0].reshape(batch, l, heads, hd).transpose(1, 2).matmul(parts[1].reshape(batch, l, heads, hd).transpose(1, 2).transpose(-2, -1));
             }),
-            new("    explicit: * 1/sqrt(d)", 0, scores, x => x * Math.Pow(hd, -0.5)),
+            new("    explicit: * 1/sqrt(d)", 0, scores, x => x.Times(Math.Pow(hd, -0.5))),
             new("    explicit: softmax", 0, scores, x => x.softmax(-1)),
             new("    explicit: probs @ v", 0, scores, x => x.matmul(x[.., .., .., ..hd])),
             new("    explicit: merge heads (transpose + reshape)", 0, heads4, x => x.transpose(1, 2).reshape(batch, l, w)),
             new("    out_proj", 0, tokens, Module(block + "attn.out_proj")),
-            new("  residual add", 0, tokens, x => x + x),
+            new("  residual add", 0, tokens, x => x.Plus(x)),
             new("  mlp, folded (addmm 1.702, silu, addmm 1/1.702)", 0, tokens, x =>
                 torch.addmm(projB, nn.functional.silu(torch.addmm(fcB, x.reshape(-1, w), fcW.t(), beta: 1.702f, alpha: 1.702f)), projW.t(), beta: 1, alpha: 1 / 1.702f)),
             new("  mlp, literal (c_fc, x * sigmoid(1.702 x), c_proj)", 0, tokens, x =>
             {
                 var h = nn.functional.linear(x, fcW, fcB);
-                return nn.functional.linear(h * torch.sigmoid(h * 1.702), projW, projB);
+                return nn.functional.linear(h * torch.sigmoid(h.Times(1.702)), projW, projB);
             }),
             new("    c_fc", 0, tokens, Module(block + "mlp.c_fc")),
-            new("    x * sigmoid(1.702 x)", 0, [batch, l, 4 * w], x => x * torch.sigmoid(x * 1.702)),
+            new("    x * sigmoid(1.702 x)", 0, [batch, l, 4 * w], x => x * torch.sigmoid(x.Times(1.702))),
             new("    silu(x)", 0, [batch, l, 4 * w], x => nn.functional.silu(x)),
             new("    c_proj", 0, [batch, l, 4 * w], Module(block + "mlp.c_proj")),
             new("ln_post + @ proj (all tokens)", 1, tokens, x => Module("visual.ln_post")(x).matmul(parameters["visual.proj"])),
-            new("class/grid split (contiguous copies)", 1, [batch, l, c.EmbedDim], x => x[.., 0].contiguous() + x[.., 1..].contiguous().sum(1)),
+            new("class/grid split (contiguous copies)", 1, [batch, l, c.EmbedDim], x => x[.., 0].contiguous().Plus(x[.., 1..].contiguous().sum(1))),
             new("head: normalise, cosine logits, CE sum", 1, [batch, c.EmbedDim], x =>
-                nn.functional.cross_entropy(100 * nn.functional.normalize(x, dim: -1).matmul(text.t()), labels, reduction: nn.Reduction.Sum)),
+                nn.functional.cross_entropy(nn.functional.normalize(x, dim: -1).matmul(text.t()).Times(100), labels, reduction: nn.Reduction.Sum)),
         };
         Console.WriteLine($"PGD step profile: {modelName}, batch {batch}, {c.VisionLayers} layers of width {w}, {heads} heads, {l} tokens; torch threads {torch.get_num_threads()}");
         double total = Print(segments);
@@ -174,7 +174,7 @@ public static class StepProfile
         torch.manual_seed(1);
         using var model = DefeatModel.Create(backbone, FashionMnist.ClassNames,
             shieldOptions: new PerturbShieldOptions { HiddenDim = backbone.FeatureDim / 2, CodebookSize = 512 });
-        using var optimizer = optim.SGD(model.TrainableParameters(), 0.002, momentum: 0.9, weight_decay: 5e-4);
+        using var optimizer = new MomentumSgd(model.TrainableParameters(), 0.002, 0.9, 5e-4);
         using var images = BenchmarkModels.Images(backbone, 32);
         using var labels = torch.randint(0, 10, new long[] { 32 }, generator: new Generator(5));
         ITrainableClassifier trainable = model;
@@ -197,7 +197,7 @@ public static class StepProfile
                 using var s = torch.NewDisposeScope();
                 var input = images.detach().requires_grad_(true);
                 using var f = backbone.EncodeImage(input);
-                torch.autograd.grad(new[] { f.ClassFeature.sum() + f.GridFeatures.sum() }, new[] { input });
+                torch.autograd.grad(new[] { f.ClassFeature.sum().Plus(f.GridFeatures.sum()) }, new[] { input });
             }),
             ("  of which: shield forward + input gradient (grid)", 0, () =>
             {
@@ -219,11 +219,11 @@ public static class StepProfile
                 using var s = torch.NewDisposeScope();
                 model.train();
                 var loss = trainable.Loss(images, labels);
-                optimizer.zero_grad();
+                optimizer.ZeroGrad();
                 loss.Total.backward();
                 model.eval();
             }),
-            ("optimizer step", 1, () => optimizer.step()),
+            ("optimizer step", 1, () => optimizer.Step()),
         };
         Console.WriteLine($"DEFEAT training step profile: shipped backbone, batch 32, PGD-3; torch threads {torch.get_num_threads()}");
         double sum = 0;
@@ -240,9 +240,9 @@ public static class StepProfile
             var adv = new PgdAttack(PgdOptions.DefeatTraining(4.0 / 255) with { Seed = ++seed }).Perturb(trainable.AttackTarget(), images, labels);
             model.train();
             var loss = trainable.Loss(adv, labels);
-            optimizer.zero_grad();
+            optimizer.ZeroGrad();
             loss.Total.backward();
-            optimizer.step();
+            optimizer.Step();
             model.eval();
         });
         Console.WriteLine($"whole training step {whole:F2} ms (sum of the counted phases: {sum:F2} ms)");

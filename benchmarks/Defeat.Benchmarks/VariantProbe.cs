@@ -61,20 +61,20 @@ public static class VariantProbe
         foreach (var (name, rows, width) in new (string, long, long)[] { ("shipped image tower, B=250", 250 * 50, 64), ("ViT-B/32 image tower, B=4", 4 * 50, 768) })
         {
             using var scope = torch.NewDisposeScope();
-            var fcW = torch.randn(4 * width, width) / Math.Sqrt(width);
-            var fcB = torch.randn(4 * width) * 0.1;
-            var projW = torch.randn(width, 4 * width) / Math.Sqrt(4 * width);
-            var projB = torch.randn(width) * 0.1;
+            var fcW = torch.randn(4 * width, width).Over(Math.Sqrt(width));
+            var fcB = torch.randn(4 * width).Times(0.1);
+            var projW = torch.randn(width, 4 * width).Over(Math.Sqrt(4 * width));
+            var projB = torch.randn(width).Times(0.1);
             var x = torch.randn(rows, width).requires_grad_(true);
             Report($"MLP, {name} ([{rows}, {width}] -> {4 * width} -> {width})",
                 ["literal: c_fc, h * sigmoid(1.702 h), c_proj (before)", "c_fc, silu(1.702 h) / 1.702, c_proj", "folded: addmm(1.702), silu, addmm(1/1.702)",
                  "half folded: addmm(1.702), silu, / 1.702, c_proj"],
                 x, torch.randn(rows, width),
                 [
-                    t => { var h = nn.functional.linear(t, fcW, fcB); return nn.functional.linear(h * torch.sigmoid(h * 1.702), projW, projB); },
-                    t => nn.functional.linear(nn.functional.silu(nn.functional.linear(t, fcW, fcB) * 1.702).div_(1.702), projW, projB),
+                    t => { var h = nn.functional.linear(t, fcW, fcB); return nn.functional.linear(h * torch.sigmoid(h.Times(1.702)), projW, projB); },
+                    t => nn.functional.linear(nn.functional.silu(nn.functional.linear(t, fcW, fcB).Times(1.702)).Over_(1.702), projW, projB),
                     t => torch.addmm(projB, nn.functional.silu(torch.addmm(fcB, t, fcW.t(), beta: 1.702f, alpha: 1.702f)), projW.t(), beta: 1, alpha: 1 / 1.702f),
-                    t => nn.functional.linear(nn.functional.silu(torch.addmm(fcB, t, fcW.t(), beta: 1.702f, alpha: 1.702f)).div_(1.702), projW, projB),
+                    t => nn.functional.linear(nn.functional.silu(torch.addmm(fcB, t, fcW.t(), beta: 1.702f, alpha: 1.702f)).Over_(1.702), projW, projB),
                 ]);
         }
     }
@@ -160,11 +160,11 @@ public static class VariantProbe
         long headDim = width / heads;
         var parts = qkv.chunk(3, dim: -1);
         Tensor Split(Tensor t) => t.reshape(batch, length, heads, headDim).transpose(1, 2);
-        var scores = Split(parts[0]).matmul(Split(parts[1]).transpose(-2, -1)) * Math.Pow(headDim, -0.5);
+        var scores = Split(parts[0]).matmul(Split(parts[1]).transpose(-2, -1)).Times(Math.Pow(headDim, -0.5));
         if (causal)
         {
-            using var mask = torch.full(length, length, float.NegativeInfinity, dtype: scores.dtype).triu(1);
-            scores = scores + mask;
+            using var mask = ScalarOps.Full(new long[] { length, length }, float.NegativeInfinity, dtype: scores.dtype).triu(1);
+            scores = scores.Plus(mask);
         }
         return scores.softmax(-1).matmul(Split(parts[2])).transpose(1, 2).reshape(batch, length, width);
     }
@@ -175,12 +175,12 @@ public static class VariantProbe
         long headDim = width / heads;
         // One copy to [3, B*H, L, d]; q scaled there (d < L: cheaper than scaling the scores).
         var packed = qkv.view(batch, length, 3, heads, headDim).permute(2, 0, 3, 1, 4).reshape(3, batch * heads, length, headDim);
-        var q = packed[0] * Math.Pow(headDim, -0.5);
+        var q = packed[0].Times(Math.Pow(headDim, -0.5));
         var scores = torch.bmm(q, packed[1].transpose(1, 2));
         if (causal)
         {
             using var mask = torch.ones(length, length, dtype: ScalarType.Bool).triu(1);
-            scores = scores.masked_fill(mask, float.NegativeInfinity);
+            scores = scores.MaskedFill(mask, float.NegativeInfinity);
         }
         return torch.bmm(scores.softmax(-1), packed[2]).view(batch, heads, length, headDim).transpose(1, 2).reshape(batch, length, width);
     }

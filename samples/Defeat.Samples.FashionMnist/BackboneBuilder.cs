@@ -156,6 +156,6 @@ public sealed class BackboneBuilder(BackboneSettings settings, ILogger logger)
         // CLIP clips the learned temperature at 100 to keep training stable.
         using var noGrad = no_grad();
         foreach (var (name, p) in model.named_parameters())
-            if (name == "logit_scale") p.clamp_(0, Math.Log(100));
+            if (name == "logit_scale") p.Clamp_(0, Math.Log(100));
     }
 }

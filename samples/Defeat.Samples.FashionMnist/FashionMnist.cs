@@ -1,4 +1,5 @@
 using Defeat.Data;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Defeat.Samples.FashionMnist;
@@ -67,8 +68,9 @@ public static class FashionMnist
             throw new IdxFormatException(labelsPath, $"label {labelBytes[bad]} at position {bad} is outside [0, {ClassNames.Count - 1}].");
 
         using var scope = NewDisposeScope();
+        using var s = 255f.ToScalar();
         var images = tensor(pixels, [imageShape[0], 1, imageShape[1], imageShape[2]], ScalarType.Byte)
-            .to_type(ScalarType.Float32).div_(255f);
+            .to_type(ScalarType.Float32).div_(s);
         var labels = tensor(labelBytes, [labelShape[0]], ScalarType.Byte).to_type(ScalarType.Int64);
         return new LabeledImages(images.MoveToOuterDisposeScope(), labels.MoveToOuterDisposeScope(), ClassNames);
     }

@@ -178,7 +178,7 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IDeepPromptBa
         Tensor x;
         if (prompts is null)
         {
-            x = promptEmbeddings + positional_embedding[..(int)length].to(promptEmbeddings.dtype);
+            x = promptEmbeddings.Plus(positional_embedding[..(int)length].to(promptEmbeddings.dtype));
             x = transformer.forward(x);
         }
         else
@@ -191,12 +191,12 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IDeepPromptBa
                 embeddings = DeepPromptTokens.Replace(embeddings, first, 1, 0, PromptTower.Text, 0);
                 count = (int)first.shape[^2];
             }
-            x = embeddings + positional_embedding[..(int)length].to(promptEmbeddings.dtype);
+            x = embeddings.Plus(positional_embedding[..(int)length].to(promptEmbeddings.dtype));
             x = transformer.forward(x, guarded, PromptTower.Text, 1, count);
         }
         x = ln_final.forward(x);
         var eot = tokenIds.argmax(-1).to(x.device);
-        var pooled = x[torch.arange(n, device: x.device), eot];
+        var pooled = x[ScalarOps.Arange(n, device: x.device), eot];
         return pooled.matmul(text_projection).MoveToOuterDisposeScope();
     }
 
@@ -245,12 +245,12 @@ public sealed class ClipModel : nn.Module<Tensor, Tensor, Tensor>, IDeepPromptBa
         using var scope = torch.NewDisposeScope(); // the random draws are temporaries
         using var noGrad = torch.no_grad();
         void Normal(Tensor t, double std) =>
-            t.copy_(torch.randn(t.shape, generator: generator, dtype: t.dtype) * std);
+            t.copy_(torch.randn(t.shape, generator: generator, dtype: t.dtype).Times(std));
 
         Normal(token_embedding.weight!, 0.02);
         Normal(positional_embedding, 0.01);
         Normal(text_projection, Math.Pow(Config.TextWidth, -0.5));
-        logit_scale.fill_(Math.Log(1 / 0.07));
+        logit_scale.Fill_(Math.Log(1 / 0.07));
         foreach (var (name, p) in named_parameters())
         {
             if (name.StartsWith("transformer.", StringComparison.Ordinal))

@@ -138,8 +138,8 @@ public class ClipModelTests
         double analytic = (images.grad! * direction).sum().item<double>();
         const double h = 1e-6;
         using var noGrad = no_grad();
-        double plus = model.call(images + h * direction, ids)[0, 1].item<double>();
-        double minus = model.call(images - h * direction, ids)[0, 1].item<double>();
+        double plus = model.call(images.Plus(direction.Times(h)), ids)[0, 1].item<double>();
+        double minus = model.call(images - direction.Times(h), ids)[0, 1].item<double>();
         Assert.That(analytic, Is.EqualTo((plus - minus) / (2 * h)).Within(1e-5 * Math.Max(1, Math.Abs(analytic))));
     }
 
@@ -158,8 +158,8 @@ public class ClipModelTests
         double analytic = (prompts.grad! * direction).sum().item<double>();
         const double h = 1e-6;
         using var noGrad = no_grad();
-        double plus = (model.EncodeEmbeddings(prompts + h * direction, ids) * weights).sum().item<double>();
-        double minus = (model.EncodeEmbeddings(prompts - h * direction, ids) * weights).sum().item<double>();
+        double plus = (model.EncodeEmbeddings(prompts.Plus(direction.Times(h)), ids) * weights).sum().item<double>();
+        double minus = (model.EncodeEmbeddings(prompts - direction.Times(h), ids) * weights).sum().item<double>();
         Assert.That(analytic, Is.Not.Zero);
         Assert.That(analytic, Is.EqualTo((plus - minus) / (2 * h)).Within(1e-5 * Math.Max(1, Math.Abs(analytic))));
     }

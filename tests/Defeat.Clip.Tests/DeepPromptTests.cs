@@ -37,24 +37,24 @@ public class DeepPromptTests
     {
         long b = x.shape[0], l = x.shape[1], d = Width / Heads;
         var h = LayerNorm(w, p + "ln_1", x);
-        var qkv = h.matmul(w[p + "attn.in_proj_weight"].t()) + w[p + "attn.in_proj_bias"];
+        var qkv = h.matmul(w[p + "attn.in_proj_weight"].t()).Plus(w[p + "attn.in_proj_bias"]);
         Tensor Split(int i) => qkv[.., .., (i * Width)..((i + 1) * Width)].reshape(b, l, Heads, d).transpose(1, 2);
-        var scores = Split(0).matmul(Split(1).transpose(-2, -1)) / Math.Sqrt(d);
-        if (causal) scores = scores + full(l, l, float.NegativeInfinity).triu(1);
+        var scores = Split(0).matmul(Split(1).transpose(-2, -1)).Over(Math.Sqrt(d));
+        if (causal) scores = scores.Plus(ScalarOps.Full([l, l], float.NegativeInfinity).triu(1));
         var attended = scores.softmax(-1).matmul(Split(2)).transpose(1, 2).reshape(b, l, Width);
-        x = x + attended.matmul(w[p + "attn.out_proj.weight"].t()) + w[p + "attn.out_proj.bias"];
-        var fc = LayerNorm(w, p + "ln_2", x).matmul(w[p + "mlp.c_fc.weight"].t()) + w[p + "mlp.c_fc.bias"];
-        fc = fc * sigmoid(1.702 * fc);
-        return x + fc.matmul(w[p + "mlp.c_proj.weight"].t()) + w[p + "mlp.c_proj.bias"];
+        x = x.Plus(attended.matmul(w[p + "attn.out_proj.weight"].t())).Plus(w[p + "attn.out_proj.bias"]);
+        var fc = LayerNorm(w, p + "ln_2", x).matmul(w[p + "mlp.c_fc.weight"].t()).Plus(w[p + "mlp.c_fc.bias"]);
+        fc = fc * sigmoid(fc.Times(1.702));
+        return x.Plus(fc.matmul(w[p + "mlp.c_proj.weight"].t())).Plus(w[p + "mlp.c_proj.bias"]);
     }
 
     private static (Tensor Cls, Tensor Grid) ReferenceImage(ClipModel clip, Tensor images, Tensor?[] vision)
     {
         var w = clip.state_dict();
-        var x = (images - clip.Config.ImageMean[0]) / clip.Config.ImageStd[0];
+        var x = images.Minus(clip.Config.ImageMean[0]).Over(clip.Config.ImageStd[0]);
         var patches = nn.functional.conv2d(x, w["visual.conv1.weight"], strides: [4, 4]).flatten(2).transpose(1, 2);
         long b = images.shape[0], n = patches.shape[1];
-        var tokens = cat([w["visual.class_embedding"].expand(b, 1, -1), patches], 1) + w["visual.positional_embedding"];
+        var tokens = cat([w["visual.class_embedding"].expand(b, 1, -1), patches], 1).Plus(w["visual.positional_embedding"]);
         if (vision.Length > 0 && vision[0] is { } v0) tokens = cat([tokens, v0.expand(b, -1, -1)], 1);
         tokens = LayerNorm(w, "visual.ln_pre", tokens);
         for (int i = 0; i < Layers; i++)
@@ -74,7 +74,7 @@ public class DeepPromptTests
         var x = embeddings;
         if (text.Length > 0 && text[0] is { } t0)
             x = cat([x[.., ..1], t0.expand(n, -1, -1), x[.., (int)(1 + t0.shape[0])..]], 1);
-        x = x + w["positional_embedding"][..(int)l];
+        x = x.Plus(w["positional_embedding"][..(int)l]);
         for (int i = 0; i < Layers; i++)
         {
             if (i > 0 && i < text.Length && text[i] is { } ti)
@@ -82,7 +82,7 @@ public class DeepPromptTests
             x = Block(w, $"transformer.resblocks.{i}.", x, causal: true);
         }
         x = LayerNorm(w, "ln_final", x);
-        return x[arange(n), ids.argmax(-1)].matmul(w["text_projection"]);
+        return x[ScalarOps.Arange(n), ids.argmax(-1)].matmul(w["text_projection"]);
     }
 
     private static Tensor Tokens(long p, long width, int seed) => randn([p, width], generator: new Generator((ulong)seed));
@@ -167,7 +167,7 @@ public class DeepPromptTests
         using var image = clip.EncodeImage(rand([2, 1, 8, 8]), provider);
         var ids = clip.Tokenize(["a photo of a cat."]);
         var text = clip.EncodeEmbeddings(clip.EmbedTokens(ids), ids, provider);
-        (image.ClassFeature.sum() + text.sum()).backward();
+        image.ClassFeature.sum().Plus(text.sum()).backward();
         foreach (var t in new[] { v0, v1, t1 })
             Assert.That(t.grad is not null && t.grad.abs().sum().item<float>() > 0, Is.True);
         Assert.That(clip.parameters().All(p => p.grad is null), Is.True);

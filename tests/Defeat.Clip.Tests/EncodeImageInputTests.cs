@@ -35,7 +35,7 @@ public class EncodeImageInputTests
             Assert.That(none.ClassFeature.shape, Is.EqualTo(new long[] { 0, 16 }));
             Assert.That(none.GridFeatures.shape, Is.EqualTo(new long[] { 0, 16, 16 }));
 
-            var x = full(2, 1, 8, 8, 0.5f);
+            var x = ScalarOps.Full([2, 1, 8, 8], 0.5f);
             x[1, 0, 3, 3] = tensor(float.NaN);
             using var features = clip.EncodeImage(x);
             // The clean image is unaffected; the NaN shows up in its own image's features instead of being hidden.

@@ -45,7 +45,7 @@ public class FapTests
         }));
         // Layer 1's text prompt is the projection of the learned vision prompt.
         var w = learner.state_dict();
-        var projected = w["compound_prompts_image.0"].matmul(w["compound_prompt_projections.0.weight"].t()) + w["compound_prompt_projections.0.bias"];
+        var projected = w["compound_prompts_image.0"].matmul(w["compound_prompt_projections.0.weight"].t()).Plus(w["compound_prompt_projections.0.bias"]);
         Assert.That(prompts.Text[1]!.allclose(projected, 1e-6, 1e-6), Is.True);
     }
 
@@ -63,7 +63,7 @@ public class FapTests
         using var clip = TinyClip();
         using var model = FapModel.Create(clip, Classes, new FapPromptLearnerOptions { Depth = 3, Seed = 4 });
         var clean = rand([2, 1, 8, 8], generator: new Generator(3));
-        var adversarial = (clean + 0.05 * randn([2, 1, 8, 8], generator: new Generator(4))).clamp(0, 1);
+        var adversarial = clean.Plus(randn([2, 1, 8, 8], generator: new Generator(4)).Times(0.05)).Clamp(0, 1);
         var loss = model.Loss(adversarial, tensor(new long[] { 0, 2 }), clean);
         loss.Total.backward();
         var named = model.named_parameters().ToList();
@@ -80,7 +80,7 @@ public class FapTests
         using var clip = TinyClip();
         using var model = FapModel.Create(clip, Classes, new FapPromptLearnerOptions { Depth = 2, Seed = 1 }, new FapModelOptions { AdversarialWeight = 2.5 });
         var clean = rand([3, 1, 8, 8], generator: new Generator(5));
-        var adversarial = (clean + 0.1 * randn([3, 1, 8, 8], generator: new Generator(6))).clamp(0, 1);
+        var adversarial = clean.Plus(randn([3, 1, 8, 8], generator: new Generator(6)).Times(0.1)).Clamp(0, 1);
         var labels = tensor(new long[] { 1, 0, 2 });
         var loss = model.Loss(adversarial, labels, clean);
 
@@ -98,7 +98,7 @@ public class FapTests
         var ce = nn.functional.cross_entropy(lc, labels).item<float>();
         var pc = lc.softmax(1);
         var kl = (pc * (lc.log_softmax(1) - la.log_softmax(1))).sum(1);
-        var adv = (kl * (nn.functional.cosine_similarity(fc, fa, 1) + 1)).mean().item<float>();
+        var adv = (kl * nn.functional.cosine_similarity(fc, fa, 1).Plus(1)).mean().item<float>();
         Assert.That(loss.Parts["ce"].item<float>(), Is.EqualTo(ce).Within(1e-5));
         Assert.That(loss.Parts["adv"].item<float>(), Is.EqualTo(adv).Within(1e-5));
         Assert.That(adv, Is.GreaterThan(0));
@@ -120,9 +120,9 @@ public class FapTests
         // ... and still after both contexts move the same way.
         using (no_grad())
         {
-            var step = 0.3 * randn([4, 32], generator: new Generator(9));
-            fap.PromptLearner.Context.add_(step);
-            ((PromptLearner)coop.PromptLearner).Context.add_(step);
+            var step = randn([4, 32], generator: new Generator(9)).Times(0.3);
+            fap.PromptLearner.Context.Plus_(step);
+            ((PromptLearner)coop.PromptLearner).Context.Plus_(step);
         }
         Assert.That(fap.forward(images).allclose(coop.Logits(images, Branch.Clean), 1e-5, 1e-5), Is.True);
     }
@@ -135,7 +135,7 @@ public class FapTests
         {
             using var clip = TinyClip();
             var g = new Generator(11);
-            var images = cat([rand([4, 1, 8, 8], generator: g) * 0.5, rand([4, 1, 8, 8], generator: g) * 0.5 + 0.5]).to_type(ScalarType.Float32);
+            var images = cat([rand([4, 1, 8, 8], generator: g).Times(0.5), rand([4, 1, 8, 8], generator: g).Times(0.5).Plus(0.5)]).to_type(ScalarType.Float32);
             var labels = cat([zeros(4, dtype: ScalarType.Int64), ones(4, dtype: ScalarType.Int64)]);
             using var data = new LabeledImages(images, labels, ["sandal", "coat"]);
             using var model = FapModel.Create(clip, data.ClassNames, new FapPromptLearnerOptions { Depth = 3 });

@@ -16,7 +16,7 @@ public class FusedKernelTests
         using var noGrad = no_grad();
         var generator = new Generator((ulong)seed);
         foreach (var (_, p) in module.named_parameters())
-            p.copy_(randn(p.shape, dtype: p.dtype, generator: generator) * 0.3);
+            p.copy_(randn(p.shape, dtype: p.dtype, generator: generator).Times(0.3));
     }
 
     private static Dictionary<string, Tensor> Parameters(nn.Module module) =>
@@ -26,22 +26,22 @@ public class FusedKernelTests
     private static Tensor LiteralAttention(Tensor x, Dictionary<string, Tensor> p, string prefix, int heads, bool causal)
     {
         long b = x.shape[0], l = x.shape[1], w = x.shape[2], d = w / heads;
-        var qkv = x.matmul(p[prefix + "in_proj_weight"].t()) + p[prefix + "in_proj_bias"];
+        var qkv = x.matmul(p[prefix + "in_proj_weight"].t()).Plus(p[prefix + "in_proj_bias"]);
         Tensor Head(int i) => qkv[.., .., (int)(i * w)..(int)((i + 1) * w)].reshape(b, l, heads, d).permute(0, 2, 1, 3);
-        var scores = Head(0).matmul(Head(1).transpose(-1, -2)) / Math.Sqrt(d);
+        var scores = Head(0).matmul(Head(1).transpose(-1, -2)).Over(Math.Sqrt(d));
         if (causal)
-            scores = scores + full(l, l, double.NegativeInfinity, dtype: x.dtype).triu(1);
+            scores = scores.Plus(ScalarOps.Full([l, l], double.NegativeInfinity, dtype: x.dtype).triu(1));
         var merged = scores.softmax(-1).matmul(Head(2)).permute(0, 2, 1, 3).reshape(b, l, w);
-        return merged.matmul(p[prefix + "out_proj.weight"].t()) + p[prefix + "out_proj.bias"];
+        return merged.matmul(p[prefix + "out_proj.weight"].t()).Plus(p[prefix + "out_proj.bias"]);
     }
 
     private static Tensor LiteralBlock(Tensor x, Dictionary<string, Tensor> p, int heads, bool causal)
     {
         long w = x.shape[2];
         Tensor Norm(Tensor t, string name) => nn.functional.layer_norm(t, [w], p[name + ".weight"], p[name + ".bias"]);
-        x = x + LiteralAttention(Norm(x, "ln_1"), p, "attn.", heads, causal);
-        var h = Norm(x, "ln_2").matmul(p["mlp.c_fc.weight"].t()) + p["mlp.c_fc.bias"];
-        return x + (h * sigmoid(1.702 * h)).matmul(p["mlp.c_proj.weight"].t()) + p["mlp.c_proj.bias"];
+        x = x.Plus(LiteralAttention(Norm(x, "ln_1"), p, "attn.", heads, causal));
+        var h = Norm(x, "ln_2").matmul(p["mlp.c_fc.weight"].t()).Plus(p["mlp.c_fc.bias"]);
+        return x.Plus((h * sigmoid(h.Times(1.702))).matmul(p["mlp.c_proj.weight"].t())).Plus(p["mlp.c_proj.bias"]);
     }
 
     [TestCase(false)]
@@ -67,7 +67,9 @@ public class FusedKernelTests
             // Position 0 sees only itself: changing later tokens must not move it.
             using var noGrad = no_grad();
             var changed = x.clone();
-            changed[.., 1..].add_(1.0);
+            using var s = 1.0.ToScalar();
+            using var alpha = 1.ToScalar();
+            changed[.., 1..].add_(s, alpha);
             Fixture.AssertClose(attention.call(changed)[.., 0], actual[.., 0], 1e-12, "causal first position");
         }
     }
@@ -103,9 +105,9 @@ public class FusedKernelTests
     {
         using var scope = NewDisposeScope();
         using var gelu = new QuickGelu();
-        var x = (randn(new long[] { 1000 }, dtype: ScalarType.Float64, generator: new Generator(7)) * 4).requires_grad_(true);
+        var x = randn(new long[] { 1000 }, dtype: ScalarType.Float64, generator: new Generator(7)).Times(4).requires_grad_(true);
         var actual = gelu.call(x);
-        var expected = x * sigmoid(1.702 * x);
+        var expected = x * sigmoid(x.Times(1.702));
         Fixture.AssertClose(actual, expected, 1e-14, "QuickGELU");
         Fixture.AssertClose(autograd.grad(new[] { actual.sum() }, new[] { x })[0], autograd.grad(new[] { expected.sum() }, new[] { x })[0], 1e-14, "QuickGELU gradient");
     }
@@ -124,7 +126,7 @@ public class FusedKernelTests
 
         var actual = model.Visual.call(x);
         var conv = nn.functional.conv2d(x, p["conv1.weight"], strides: [model.Config.VisionPatchSize, model.Config.VisionPatchSize]);
-        var tokens = cat([p["class_embedding"].expand(x.shape[0], 1, -1), conv.flatten(2).transpose(1, 2)], 1) + p["positional_embedding"];
+        var tokens = cat([p["class_embedding"].expand(x.shape[0], 1, -1), conv.flatten(2).transpose(1, 2)], 1).Plus(p["positional_embedding"]);
         var named = model.Visual.named_modules().ToDictionary(m => m.name, m => m.module);
         tokens = ((nn.Module<Tensor, Tensor>)named["ln_pre"]).call(tokens);
         tokens = ((nn.Module<Tensor, Tensor>)named["transformer"]).call(tokens);

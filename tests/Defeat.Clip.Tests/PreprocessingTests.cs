@@ -19,7 +19,7 @@ public class PreprocessingTests
         var pixels = ClipPreprocessor.DecodeImage(Fixture.File("preprocess_input.png"));
         Assert.That(pixels.shape, Is.EqualTo(new long[] { 3, 30, 45 }));
         var result = new ClipPreprocessor(reference.Size).Preprocess(pixels);
-        var expected = tensor(reference.Torch).reshape(3, reference.Size, reference.Size).clamp(0.0, 1.0);
+        var expected = tensor(reference.Torch).reshape(3, reference.Size, reference.Size).Clamp(0.0, 1.0);
         Fixture.AssertClose(result, expected, 1e-5, "torch bicubic antialias");
     }
 
@@ -43,10 +43,11 @@ public class PreprocessingTests
     {
         using var scope = NewDisposeScope();
         // A constant image stays constant through resize and crop: a hand-checkable expectation.
-        var images = full(2, 3, 20, 40, 51, dtype: ScalarType.Byte);
+        using var s = 51.ToScalar();
+        var images = full(2, 3, 20, 40, s, dtype: ScalarType.Byte);
         var result = new ClipPreprocessor(10).Preprocess(images);
         Assert.That(result.shape, Is.EqualTo(new long[] { 2, 3, 10, 10 }));
-        Fixture.AssertClose(result, full(2, 3, 10, 10, 0.2f), 1e-6, "constant image");
+        Fixture.AssertClose(result, ScalarOps.Full([2, 3, 10, 10], 0.2f), 1e-6, "constant image");
     }
 
     [Test]
@@ -54,7 +55,7 @@ public class PreprocessingTests
     {
         using var scope = NewDisposeScope();
         // Already at the target height: no resize, just the crop of columns 2..5 of 8 (round((8-4)/2) = 2).
-        var x = arange(8, dtype: ScalarType.Float32).div(10).expand(1, 4, 8).contiguous();
+        var x = ScalarOps.Arange(8, dtype: ScalarType.Float32).Over(10).expand(1, 4, 8).contiguous();
         var result = new ClipPreprocessor(4, channels: 1).Preprocess(x);
         Assert.That(result[0, 0].data<float>().ToArray(), Is.EqualTo(new[] { 0.2f, 0.3f, 0.4f, 0.5f }).Within(1e-6));
     }

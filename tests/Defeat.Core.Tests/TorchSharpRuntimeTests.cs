@@ -24,7 +24,7 @@ public class TorchSharpRuntimeTests
         using var scope = NewDisposeScope();
         var x = tensor(new double[] { 1.5, -2.0, 3.0 }, requires_grad: true);
         // d/dx sum(x^3) = 3 x^2
-        x.pow(3).sum().backward();
+        x.Pow(3).sum().backward();
         Assert.That(x.grad!.data<double>().ToArray(), Is.EqualTo(new[] { 6.75, 12.0, 27.0 }).Within(1e-12));
     }
 
@@ -42,9 +42,9 @@ public class TorchSharpRuntimeTests
         Assert.That(y.item<float>(), Is.EqualTo(2.5f)); // 2*3 - 1*4 + 0.5
 
         // One SGD step on loss = y with lr 0.1 moves w by -0.1 * x.
-        var sgd = optim.SGD(layer.parameters(), 0.1);
+        using var sgd = new Defeat.Training.MomentumSgd(layer.parameters(), 0.1, momentum: 0);
         y.backward();
-        sgd.step();
+        sgd.Step();
         Assert.That(layer.weight!.data<float>().ToArray(), Is.EqualTo(new[] { 2 - 0.3f, -1 - 0.4f }).Within(1e-6));
     }
 }

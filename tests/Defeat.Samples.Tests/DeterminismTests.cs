@@ -15,9 +15,9 @@ public class DeterminismTests
     private static LabeledImages Data()
     {
         var g = new Generator(11);
-        var dark = rand([4, 1, 8, 8], generator: g) * 0.5;
-        var bright = rand([4, 1, 8, 8], generator: g) * 0.5 + 0.5;
-        var labels = cat([zeros(4, dtype: ScalarType.Int64), ones(4, dtype: ScalarType.Int64), full(0, 2L)]);
+        var dark = rand([4, 1, 8, 8], generator: g).Times(0.5);
+        var bright = rand([4, 1, 8, 8], generator: g).Times(0.5).Plus(0.5);
+        var labels = cat([zeros(4, dtype: ScalarType.Int64), ones(4, dtype: ScalarType.Int64), ScalarOps.Full(0, 2L)]);
         return new LabeledImages(cat([dark, bright]).to_type(ScalarType.Float32), labels, ["sandal", "coat", "bag"]);
     }
 

@@ -29,8 +29,8 @@ public class EndToEndTests
     private static LabeledImages TwoClasses(int perClass)
     {
         var g = new Generator(11);
-        var dark = rand([perClass, 1, 8, 8], generator: g) * 0.5;
-        var bright = rand([perClass, 1, 8, 8], generator: g) * 0.5 + 0.5;
+        var dark = rand([perClass, 1, 8, 8], generator: g).Times(0.5);
+        var bright = rand([perClass, 1, 8, 8], generator: g).Times(0.5).Plus(0.5);
         var labels = cat([zeros(perClass, dtype: ScalarType.Int64), ones(perClass, dtype: ScalarType.Int64)]);
         return new LabeledImages(cat([dark, bright]).to_type(ScalarType.Float32), labels, ["sandal", "coat"]);
     }

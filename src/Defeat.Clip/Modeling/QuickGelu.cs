@@ -15,5 +15,9 @@ public sealed class QuickGelu : nn.Module<Tensor, Tensor>
     public QuickGelu() : base(nameof(QuickGelu)) { }
 
     /// <inheritdoc/>
-    public override Tensor forward(Tensor x) => nn.functional.silu(x * Slope).div_(Slope);
+    public override Tensor forward(Tensor x)
+    {
+        using var slope = Slope.ToScalar();
+        return nn.functional.silu(x.mul(slope)).div_(slope);
+    }
 }

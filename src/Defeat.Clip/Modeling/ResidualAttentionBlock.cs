@@ -65,7 +65,7 @@ public sealed class ResidualAttentionBlock : nn.Module<Tensor, Tensor>
     }
 
     // x + y; in place on the fresh y when no graph is recorded (in place on a view would cost copies in backward).
-    private static Tensor Residual(Tensor x, Tensor y) => x.requires_grad || y.requires_grad ? x + y : y.add_(x);
+    private static Tensor Residual(Tensor x, Tensor y) => x.requires_grad || y.requires_grad ? x.Plus(y) : y.Plus_(x);
 
     // The MLP's linear layers, held outside RegisterComponents (they are registered once, inside mlp).
     private sealed record MlpLayers(Linear Fc, Linear Proj);

@@ -80,7 +80,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
         var patches = EmbedPatches(x);                        // [B, N, width], row-major grid
         long batch = patches.shape[0];
         var cls = class_embedding.to(patches.dtype).expand(batch, 1, -1);
-        var tokens = torch.cat([cls, patches], dim: 1) + positional_embedding.to(patches.dtype);
+        var tokens = torch.cat([cls, patches], dim: 1).Plus(positional_embedding.to(patches.dtype));
         tokens = transformer.forward(ln_pre.forward(tokens));
         return ln_post.forward(tokens).matmul(proj);
     }
@@ -99,7 +99,7 @@ public sealed class VisionTransformer : nn.Module<Tensor, Tensor>
         var patches = EmbedPatches(x);
         long batch = patches.shape[0];
         var cls = class_embedding.to(patches.dtype).expand(batch, 1, -1);
-        var tokens = torch.cat([cls, patches], dim: 1) + positional_embedding.to(patches.dtype);
+        var tokens = torch.cat([cls, patches], dim: 1).Plus(positional_embedding.to(patches.dtype));
         int visible = (int)tokens.shape[1];
         int count = 0;
         if (prompts.PromptTokens(PromptTower.Vision, 0) is { } first)

@@ -75,14 +75,14 @@ public sealed class ClipPreprocessor
             && (images.is_floating_point() || images.dtype == ScalarType.Byte), nameof(images), $"float or uint8 [B, {Channels}, H, W] or [{Channels}, H, W]");
         using var scope = torch.NewDisposeScope();
         var x = single ? images.unsqueeze(0) : images;
-        x = x.dtype == ScalarType.Byte ? x.to(ScalarType.Float32) / 255.0 : x.to(ScalarType.Float32);
+        x = x.dtype == ScalarType.Byte ? x.to(ScalarType.Float32).Over(255.0) : x.to(ScalarType.Float32);
         long h = x.shape[2], w = x.shape[3];
         var (newH, newW) = ResizedSize(h, w, ImageSize);
         if (newH != h || newW != w)
             x = nn.functional.interpolate(x, size: [newH, newW], mode: InterpolationMode.Bicubic, align_corners: false, antialias: true);
         int top = (int)Math.Round((newH - ImageSize) / 2.0, MidpointRounding.ToEven);
         int left = (int)Math.Round((newW - ImageSize) / 2.0, MidpointRounding.ToEven);
-        x = x[.., .., top..(top + ImageSize), left..(left + ImageSize)].clamp(0.0, 1.0).contiguous();
+        x = x[.., .., top..(top + ImageSize), left..(left + ImageSize)].Clamp(0.0, 1.0).contiguous();
         return (single ? x.squeeze(0) : x).MoveToOuterDisposeScope();
     }
 
@@ -142,8 +142,8 @@ public sealed class ClipPreprocessor
             using var scope = torch.NewDisposeScope();
             var rgb = torch.tensor(data, [h, w, 3], dtype: ScalarType.Byte).permute(2, 0, 1).to(ScalarType.Float32);
             Tensor result = channels == 3
-                ? rgb / 255.0
-                : ((rgb[0] * 299 + rgb[1] * 587 + rgb[2] * 114) / 1000.0).unsqueeze(0) / 255.0;
+                ? rgb.Over(255.0)
+                : rgb[0].Times(299).Plus(rgb[1].Times(587)).Plus(rgb[2].Times(114)).Over(1000.0).unsqueeze(0).Over(255.0);
             return result.contiguous().MoveToOuterDisposeScope();
         }
     }

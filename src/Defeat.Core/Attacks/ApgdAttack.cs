@@ -78,7 +78,7 @@ public sealed class ApgdAttack : IAdversarialAttack
             AttackObjectives.PerSample(clean, labels, Options.Loss, Options.Targeted);
             fooled = AttackObjectives.Success(clean, labels, Options.Targeted);
             result = x0.clone();
-            bestObjective = full(x0.shape[0], double.NegativeInfinity, dtype: ScalarType.Float64, device: x0.device);
+            bestObjective = ScalarOps.Full(x0.shape[0], double.NegativeInfinity, dtype: ScalarType.Float64, device: x0.device);
         }
 
         for (var restart = 0; restart < Options.Restarts; restart++)

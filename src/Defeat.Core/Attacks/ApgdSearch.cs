@@ -79,7 +79,7 @@ internal static class ApgdSearch
             best = x.clone();
             bestGrad = grad.clone();
             bestLoss = loss.clone();
-            step = full(perImage, 2.0 * s.Epsilon, dtype: x0.dtype, device: x0.device);
+            step = ScalarOps.Full(perImage, 2.0 * s.Epsilon, dtype: x0.dtype, device: x0.device);
             previous = x.clone();
             lossAtCheckpoint = loss.clone();
             // No step was halved before the first checkpoint, so the "unchanged step and best loss" rule cannot fire there.
@@ -98,8 +98,8 @@ internal static class ApgdSearch
             {
                 // The first step has no previous step to lean on.
                 var a = i == 0 ? 1.0 : s.Momentum;
-                var z = PerturbationBall.Project(x + step * Direction(grad, s.Norm), x0, s.Norm, s.Epsilon);
-                var next = PerturbationBall.Project(x + (z - x) * a + (x - previous) * (1 - a), x0, s.Norm, s.Epsilon);
+                var z = PerturbationBall.Project(x.Plus(step * Direction(grad, s.Norm)), x0, s.Norm, s.Epsilon);
+                var next = PerturbationBall.Project(x.Plus((z - x).Times(a)).Plus((x - previous).Times(1 - a)), x0, s.Norm, s.Epsilon);
                 previous.copy_(x);
                 x.copy_(next);
             }
@@ -111,7 +111,7 @@ internal static class ApgdSearch
                 var reached = success(l);
                 fooled.logical_or_(reached);
                 adversarial.copy_(where(reached.reshape(perImage), x, adversarial));
-                increases.add_(f.gt(lastLoss).to_type(ScalarType.Int64));
+                increases.Plus_(f.gt(lastLoss).to_type(ScalarType.Int64));
                 lastLoss.copy_(f);
                 var improved = f.gt(bestLoss);
                 best.copy_(where(improved.reshape(perImage), x, best));
@@ -122,14 +122,14 @@ internal static class ApgdSearch
                 {
                     var interval = checkpoints[nextCheckpoint] - lastCheckpoint;
                     // Condition 1: too few of the steps since the last checkpoint raised the objective.
-                    var oscillating = increases.to_type(ScalarType.Float64).le(s.Rho * interval);
+                    var oscillating = increases.to_type(ScalarType.Float64).Le(s.Rho * interval);
                     // Condition 2: the step was not halved last time and the best objective has not moved since.
                     var stalled = reducedAtCheckpoint.logical_not().logical_and(lossAtCheckpoint.ge(bestLoss));
                     var halve = oscillating.logical_or(stalled);
                     reducedAtCheckpoint.copy_(halve);
                     lossAtCheckpoint.copy_(bestLoss);
                     var mask = halve.reshape(perImage);
-                    step.copy_(where(mask, step / 2, step));
+                    step.copy_(where(mask, step.Over(2), step));
                     x.copy_(where(mask, best, x));
                     grad.copy_(where(mask, bestGrad, grad));
                     increases.zero_();
@@ -149,9 +149,9 @@ internal static class ApgdSearch
     {
         if (!s.RandomStart || s.Epsilon == 0) return x0.clone();
         var t = s.Norm == AttackNorm.LInf
-            ? rand(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator) * 2 - 1
+            ? rand(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator).Times(2).Minus(1)
             : randn(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator);
-        return PerturbationBall.Project(x0 + s.Epsilon * PerturbationBall.Normalize(t, s.Norm), x0, s.Norm, s.Epsilon);
+        return PerturbationBall.Project(x0.Plus(PerturbationBall.Normalize(t, s.Norm).Times(s.Epsilon)), x0, s.Norm, s.Epsilon);
     }
 
     private static Tensor Direction(Tensor gradient, AttackNorm norm) =>
@@ -170,9 +170,9 @@ internal static class ApgdSearch
             logits = PerturbationBall.CheckLogits(model(input), x.shape[0]);
             value = objective(logits);
             var g = torch.autograd.grad(new[] { value.sum() }, new[] { input })[0].detach();
-            sum = sum is null ? g : sum + g;
+            sum = sum is null ? g : sum.Plus(g);
         }
-        var mean = draws == 1 ? sum! : sum! / draws;
+        var mean = draws == 1 ? sum! : sum!.Over(draws);
         return (mean.MoveToOuterDisposeScope(), logits!.detach().MoveToOuterDisposeScope(), value!.detach().MoveToOuterDisposeScope());
     }
 }

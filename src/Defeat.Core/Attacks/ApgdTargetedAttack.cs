@@ -69,7 +69,7 @@ public sealed class ApgdTargetedAttack : IAdversarialAttack
             ranked = clean.argsort(1, descending: true);
             fooled = AttackObjectives.Success(clean, labels, targeted: false);
             result = x0.clone();
-            bestObjective = full(x0.shape[0], double.NegativeInfinity, dtype: ScalarType.Float64, device: x0.device);
+            bestObjective = ScalarOps.Full(x0.shape[0], double.NegativeInfinity, dtype: ScalarType.Float64, device: x0.device);
         }
 
         for (var rank = 1; rank <= targets; rank++)

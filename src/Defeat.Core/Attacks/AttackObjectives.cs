@@ -47,10 +47,10 @@ public static class AttackObjectives
                     throw new ArgumentException($"The DLR loss needs at least {needed} classes{(targeted ? " when targeted" : "")}, got logits with {classes}.", nameof(logits));
                 var sorted = logits.sort(dim: 1, descending: true).Values;
                 var scale = targeted
-                    ? sorted[.., 0] - (sorted[.., 2] + sorted[.., 3]) / 2
+                    ? sorted[.., 0] - sorted[.., 2].Plus(sorted[.., 3]).Over(2)
                     : sorted[.., 0] - sorted[.., 2];
                 var margin = Margin(logits, labels);
-                return (targeted ? margin : -margin) / (scale + 1e-12);
+                return (targeted ? margin : -margin) / scale.Plus(1e-12);
             }
             default:
                 throw new ArgumentOutOfRangeException(nameof(loss), loss, $"Unknown attack loss {loss}.");
@@ -81,10 +81,10 @@ public static class AttackObjectives
         if (targets.dim() != 1 || targets.shape[0] != logits.shape[0])
             throw new ArgumentException($"targets must be [{logits.shape[0]}] to match logits [{string.Join(", ", logits.shape)}], got [{string.Join(", ", targets.shape)}].", nameof(targets));
         var sorted = logits.sort(dim: 1, descending: true).Values;
-        var scale = sorted[.., 0] - (sorted[.., 2] + sorted[.., 3]) / 2;
+        var scale = sorted[.., 0] - sorted[.., 2].Plus(sorted[.., 3]).Over(2);
         var own = logits.gather(1, labels.unsqueeze(1)).squeeze(1);
         var target = logits.gather(1, targets.unsqueeze(1)).squeeze(1);
-        return (target - own) / (scale + 1e-12);
+        return (target - own) / scale.Plus(1e-12);
     }
 
     /// <summary>
@@ -121,7 +121,7 @@ public static class AttackObjectives
         var index = labels.unsqueeze(1);
         var own = logits.gather(1, index).squeeze(1);
         var mask = zeros_like(logits, dtype: ScalarType.Bool).scatter(1, index, ones_like(index, dtype: ScalarType.Bool));
-        var others = logits.masked_fill(mask, double.NegativeInfinity).max(1).values;
+        var others = logits.MaskedFill(mask, double.NegativeInfinity).max(1).values;
         return own - others;
     }
 }

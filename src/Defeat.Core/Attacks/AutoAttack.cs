@@ -156,7 +156,7 @@ public sealed class AutoAttack : IAdversarialAttack
                     var which = fooled.nonzero().squeeze(1);
                     var hit = index.index_select(0, which);
                     adversarial.index_copy_(0, hit, result.index_select(0, which));
-                    robust.index_fill_(0, hit, false);
+                    robust.IndexFill_(0, hit, false);
                     broken += which.shape[0];
                 }
                 _progress?.Report(new AutoAttackProgress(stage.Name, k, AttackStages.Count, start + index.shape[0], attacked,
@@ -226,12 +226,12 @@ public sealed class AutoAttack : IAdversarialAttack
         const double tolerance = 1e-5;
         var rowSums = logits.sum(1).to_type(ScalarType.Float64);
         if (logits.max().item<float>() < 1 + tolerance && logits.min().item<float>() > -tolerance
-            && (rowSums - 1).abs().max().item<double>() < tolerance)
+            && rowSums.Minus(1).abs().max().item<double>() < tolerance)
             Warn(warnings, "the model's outputs look like probabilities (in [0, 1], rows summing to 1); attacks need logits, so the evaluation may overestimate robustness.");
         if (Options.Version == AutoAttackVersion.Rand) return;
         var again = PerturbationBall.CheckLogits(model(x), x.shape[0]);
-        var unit = logits / (logits.norm(1, keepdim: true) + 1e-10);
-        var unitAgain = again / (again.norm(1, keepdim: true) + 1e-10);
+        var unit = logits / logits.norm(1, keepdim: true).Plus(1e-10);
+        var unitAgain = again / again.norm(1, keepdim: true).Plus(1e-10);
         if ((unit - unitAgain).norm(1).max().item<float>() > 1e-4 || !again.argmax(1).eq(logits.argmax(1)).all().item<bool>())
             Warn(warnings, "the model's outputs changed between two identical calls; for a randomised defence use Version = Rand (expectation over transformation).");
     }

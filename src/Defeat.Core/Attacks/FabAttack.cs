@@ -91,7 +91,7 @@ public sealed class FabAttack : IAdversarialAttack
                 using (no_grad())
                 {
                     // Within the ball and (checked again, as the reference does) misclassified.
-                    var accept = bestNorm.le(Options.Epsilon)
+                    var accept = bestNorm.Le(Options.Epsilon)
                         .logical_and(PerturbationBall.CheckLogits(model(best), best.shape[0]).argmax(1).ne(y));
                     var shape = PerturbationBall.Broadcast(x.shape[0], x.dim());
                     result.index_copy_(0, active, where(accept.reshape(shape), best, x));
@@ -121,7 +121,7 @@ public sealed class FabAttack : IAdversarialAttack
         {
             x1 = randomStart ? RandomStart(x0, generator) : x0.clone();
             best = x0.clone();
-            bestNorm = full(m, double.PositiveInfinity, dtype: ScalarType.Float64, device: x0.device);
+            bestNorm = ScalarOps.Full(m, double.PositiveInfinity, dtype: ScalarType.Float64, device: x0.device);
         }
 
         for (var i = 0; i < Options.Iterations; i++)
@@ -137,10 +137,10 @@ public sealed class FabAttack : IAdversarialAttack
                 var moves = FabProjection.Project(cat(new[] { x1.flatten(1), flat0 }), cat(new[] { w, w }), cat(new[] { b, b }), Options.Norm);
                 var d1 = moves.narrow(0, 0, m).reshape(x0.shape);
                 var d2 = moves.narrow(0, m, m).reshape(x0.shape);
-                var a1 = PerturbationBall.Norms(d1, Options.Norm).clamp_min(1e-8);
-                var a2 = PerturbationBall.Norms(d2, Options.Norm).clamp_min(1e-8);
-                var alpha = (a1 / (a1 + a2)).clamp(0.0, Options.AlphaMax).reshape(shape);
-                var next = ((x1 + Options.Eta * d1) * (1 - alpha) + (x0 + Options.Eta * d2) * alpha).clamp(0.0, 1.0);
+                var a1 = PerturbationBall.Norms(d1, Options.Norm).ClampMin(1e-8);
+                var a2 = PerturbationBall.Norms(d2, Options.Norm).ClampMin(1e-8);
+                var alpha = (a1 / a1.Plus(a2)).Clamp(0.0, Options.AlphaMax).reshape(shape);
+                var next = (x1.Plus(d1.Times(Options.Eta)) * alpha.RSub(1)).Plus(x0.Plus(d2.Times(Options.Eta)) * alpha).Clamp(0.0, 1.0);
 
                 var adversarial = PerturbationBall.CheckLogits(model(next), m).argmax(1).ne(y);
                 var norm = PerturbationBall.Norms(next.to_type(ScalarType.Float64) - x0.to_type(ScalarType.Float64), Options.Norm);
@@ -148,7 +148,7 @@ public sealed class FabAttack : IAdversarialAttack
                 best.copy_(where(closer.reshape(shape), next, best));
                 bestNorm.copy_(where(closer, norm, bestNorm));
                 // Backward step: from a success, move back toward the clean image.
-                x1.copy_(where(adversarial.reshape(shape), x0 + (next - x0) * Options.Beta, next));
+                x1.copy_(where(adversarial.reshape(shape), x0.Plus((next - x0).Times(Options.Beta)), next));
             }
         }
 
@@ -159,9 +159,9 @@ public sealed class FabAttack : IAdversarialAttack
     private Tensor RandomStart(Tensor x0, Generator generator)
     {
         var noise = Options.Norm == AttackNorm.LInf
-            ? rand(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator) * 2 - 1
+            ? rand(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator).Times(2).Minus(1)
             : randn(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator);
-        return (x0 + 0.5 * Options.Epsilon * PerturbationBall.Normalize(noise, Options.Norm)).clamp(0.0, 1.0);
+        return x0.Plus(PerturbationBall.Normalize(noise, Options.Norm).Times(0.5 * Options.Epsilon)).Clamp(0.0, 1.0);
     }
 
     // z_t - z_y per image and the input gradient of its sum.

@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Defeat.Attacks;
@@ -27,9 +28,9 @@ internal static class FabProjection
         var c = b.to_type(ScalarType.Float64) - (wd * p).sum(1);
         var need = c.abs().unsqueeze(1);
         var direction = wd.sign() * c.sign().unsqueeze(1);
-        var room = where(direction.gt(0), 1 - p, p).clamp_min(0);
+        var room = where(direction.Gt(0), p.RSub(1), p).ClampMin(0);
         var absW = wd.abs();
-        var moving = absW.gt(0);
+        var moving = absW.Gt(0);
 
         // Breakpoint s_i, the change a_i coordinate i gives once saturated, the slope q_i it gives before.
         Tensor s, a, q;
@@ -40,7 +41,7 @@ internal static class FabProjection
         }
         else
         {
-            s = where(moving, room / absW.clamp_min(1e-300), double.PositiveInfinity);
+            s = where(moving, room / absW.ClampMin(1e-300), double.PositiveInfinity);
             q = absW * absW;
         }
         a = absW * room;
@@ -50,13 +51,14 @@ internal static class FabProjection
         var qSorted = q.gather(1, order);
         var before = aSorted.cumsum(1) - aSorted;                       // Σ_{j<k} a_j
         var from = qSorted.flip(1).cumsum(1).flip(1);                    // Σ_{j>=k} q_j
-        var reach = before + where(from.gt(0), sorted * from, 0.0);     // h at each breakpoint
+        var reach = before.Plus(where(from.Gt(0), sorted * from, 0.0)); // h at each breakpoint
         var segment = reach.lt(need).sum(1, keepdim: true);             // first breakpoint where h >= |c|
         var dims = p.shape[1];
-        var feasible = segment.lt(dims);
-        var k = segment.clamp_max(dims - 1);
+        using var dimsScalar = dims.ToScalar();
+        var feasible = segment.lt(dimsScalar);
+        var k = segment.ClampMax(dims - 1);
         var slope = from.gather(1, k);
-        var level = where(slope.gt(0), (need - before.gather(1, k)) / slope.clamp_min(1e-300), 0.0).clamp_min(0);
+        var level = where(slope.Gt(0), (need - before.gather(1, k)) / slope.ClampMin(1e-300), 0.0).ClampMin(0);
         level = where(feasible, level, double.PositiveInfinity);
 
         var move = norm == AttackNorm.LInf ? minimum(level, room) : minimum(level * absW, room);

@@ -15,7 +15,7 @@ internal static class PerturbationBall
 
     /// <summary><paramref name="delta"/> divided by its per-image norm (plus 1e-12, as the reference implementation does).</summary>
     public static Tensor Normalize(Tensor delta, AttackNorm norm) =>
-        delta / (Norms(delta, norm) + 1e-12).reshape(Broadcast(delta.shape[0], delta.dim()));
+        delta / Norms(delta, norm).Plus(1e-12).reshape(Broadcast(delta.shape[0], delta.dim()));
 
     /// <summary>Projects <paramref name="x"/> onto the ball around <paramref name="x0"/>, then clamps to [0, 1]
     /// (clamping moves each value toward <paramref name="x0"/>, which is inside the box, so it never leaves the ball).</summary>
@@ -25,16 +25,16 @@ internal static class PerturbationBall
         if (norm == AttackNorm.LInf)
         {
             var eps = EpsilonIn(epsilon, delta.dtype);
-            delta = delta.clamp(-eps, eps);
+            delta = delta.Clamp(-eps, eps);
         }
         else
         {
             // delta / (|delta| + 1e-12) * min(eps, |delta|), as the reference implementation writes it (APGD's L2
             // trajectories are sensitive enough that another rounding of the same projection moves them by ~1e-7).
             var norms = delta.flatten(1).norm(1).reshape(Broadcast(delta.shape[0], delta.dim()));
-            delta = delta / (norms + 1e-12) * norms.clamp_max(epsilon);
+            delta = delta / norms.Plus(1e-12) * norms.ClampMax(epsilon);
         }
-        return (x0 + delta).clamp(0.0, 1.0);
+        return x0.Plus(delta).Clamp(0.0, 1.0);
     }
 
     /// <summary>
@@ -43,26 +43,26 @@ internal static class PerturbationBall
     /// </summary>
     public static Tensor EnforceExactly(Tensor adversarial, Tensor x0, AttackNorm norm, double epsilon, string attack)
     {
-        var x = adversarial.clamp(0.0, 1.0);
+        var x = adversarial.Clamp(0.0, 1.0);
         var reference = x0.to_type(ScalarType.Float64);
         for (var pass = 0; pass < 64; pass++)
         {
             var delta = x.to_type(ScalarType.Float64) - reference;
             if (norm == AttackNorm.LInf)
             {
-                var outside = delta.abs().gt(epsilon);
+                var outside = delta.abs().Gt(epsilon);
                 if (!outside.any().item<bool>()) return x;
                 x = where(outside, x.nextafter(x0), x);
             }
             else
             {
                 var norms = delta.flatten(1).norm(1);
-                var outside = norms.gt(epsilon);
+                var outside = norms.Gt(epsilon);
                 if (!outside.any().item<bool>()) return x;
-                var shrink = (epsilon / norms.clamp_min(1e-300) * (1.0 - 1e-7 * Math.Pow(2, pass))).clamp_max(1.0)
+                var shrink = norms.ClampMin(1e-300).RDiv(epsilon).Times(1.0 - 1e-7 * Math.Pow(2, pass)).ClampMax(1.0)
                     .to_type(x.dtype).reshape(Broadcast(x.shape[0], x.dim()));
                 var mask = outside.reshape(Broadcast(x.shape[0], x.dim()));
-                x = where(mask, (x0 + (x - x0) * shrink).clamp(0.0, 1.0), x);
+                x = where(mask, x0.Plus((x - x0) * shrink).Clamp(0.0, 1.0), x);
             }
         }
         var worst = Norms(x.to_type(ScalarType.Float64) - reference, norm).max().item<double>();

@@ -130,17 +130,17 @@ public sealed class PgdAttack : IAdversarialAttack
         if (Options.Norm == AttackNorm.LInf)
         {
             var uniform = rand(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator);
-            return Project(x0 + (uniform * 2 - 1) * eps, x0);
+            return Project(x0.Plus(uniform.Times(2).Minus(1).Times(eps)), x0);
         }
 
         // Uniform in the L2 ball: a Gaussian direction and a radius eps * U^(1/d).
         var batch = x0.shape[0];
         var dims = x0.numel() / Math.Max(batch, 1);
         var direction = randn(x0.shape, dtype: x0.dtype, device: x0.device, generator: generator);
-        var norms = direction.flatten(1).norm(1).clamp_min(1e-12).reshape(ShapeForBroadcast(batch, x0.dim()));
+        var norms = direction.flatten(1).norm(1).ClampMin(1e-12).reshape(ShapeForBroadcast(batch, x0.dim()));
         var radius = rand(ShapeForBroadcast(batch, x0.dim()), dtype: x0.dtype, device: x0.device, generator: generator)
-            .pow(1.0 / dims) * eps;
-        return Project(x0 + direction / norms * radius, x0);
+            .Pow(1.0 / dims).Times(eps);
+        return Project(x0.Plus(direction / norms * radius), x0);
     }
 
     private Tensor InputGradient(Func<Tensor, Tensor> model, Tensor adv, Tensor labels, ref bool labelsChecked)
@@ -167,11 +167,11 @@ public sealed class PgdAttack : IAdversarialAttack
     {
         if (Options.Norm != AttackNorm.LInf)
         {
-            adv.copy_(Project(adv + Options.StepSize * Direction(gradient), x0));
+            adv.copy_(Project(adv.Plus(Direction(gradient).Times(Options.StepSize)), x0));
             return;
         }
         var eps = EpsilonIn(adv.dtype);
-        adv.add_(gradient.sign().mul_(Options.StepSize)).sub_(x0).clamp_(-eps, eps).add_(x0).clamp_(0.0, 1.0);
+        adv.Plus_(gradient.sign().Times_(Options.StepSize)).sub_(x0).Clamp_(-eps, eps).Plus_(x0).Clamp_(0.0, 1.0);
     }
 
     private Tensor Direction(Tensor gradient)
@@ -179,7 +179,7 @@ public sealed class PgdAttack : IAdversarialAttack
         if (Options.Norm == AttackNorm.LInf) return gradient.sign();
         var norms = gradient.flatten(1).norm(1).reshape(ShapeForBroadcast(gradient.shape[0], gradient.dim()));
         // A zero gradient gives no step rather than NaN.
-        return gradient / norms.clamp_min(1e-12);
+        return gradient / norms.ClampMin(1e-12);
     }
 
     // Ball first, then the pixel range: clamping to [0,1] moves each coordinate toward x0 (which is
@@ -190,41 +190,41 @@ public sealed class PgdAttack : IAdversarialAttack
         if (Options.Norm == AttackNorm.LInf)
         {
             var eps = EpsilonIn(delta.dtype);
-            delta = delta.clamp(-eps, eps);
+            delta = delta.Clamp(-eps, eps);
         }
         else
         {
             var norms = delta.flatten(1).norm(1).reshape(ShapeForBroadcast(delta.shape[0], delta.dim()));
-            var factor = (Options.Epsilon / norms.clamp_min(1e-30)).clamp_max(1.0);
+            var factor = norms.ClampMin(1e-30).RDiv(Options.Epsilon).ClampMax(1.0);
             delta = delta * factor;
         }
-        return (x0 + delta).clamp(0.0, 1.0);
+        return x0.Plus(delta).Clamp(0.0, 1.0);
     }
 
     // Rounding in x0 + delta can leave a value an ulp outside the ball; pull such values toward x0
     // until the float64 check passes (monotone rounding then makes the native-dtype check pass too).
     private Tensor EnforceExactly(Tensor adv, Tensor x0)
     {
-        var x = adv.clamp(0.0, 1.0);
+        var x = adv.Clamp(0.0, 1.0);
         var reference = x0.to_type(ScalarType.Float64);
         for (var pass = 0; pass < 64; pass++)
         {
             var delta = x.to_type(ScalarType.Float64) - reference;
             if (Options.Norm == AttackNorm.LInf)
             {
-                var outside = delta.abs().gt(Options.Epsilon);
+                var outside = delta.abs().Gt(Options.Epsilon);
                 if (!outside.any().item<bool>()) return x;
                 x = where(outside, x.nextafter(x0), x);
             }
             else
             {
                 var norms = delta.flatten(1).norm(1);
-                var outside = norms.gt(Options.Epsilon);
+                var outside = norms.Gt(Options.Epsilon);
                 if (!outside.any().item<bool>()) return x;
-                var shrink = (Options.Epsilon / norms.clamp_min(1e-300) * (1.0 - 1e-7 * Math.Pow(2, pass))).clamp_max(1.0)
+                var shrink = norms.ClampMin(1e-300).RDiv(Options.Epsilon).Times(1.0 - 1e-7 * Math.Pow(2, pass)).ClampMax(1.0)
                     .to_type(x.dtype).reshape(ShapeForBroadcast(x.shape[0], x.dim()));
                 var mask = outside.reshape(ShapeForBroadcast(x.shape[0], x.dim()));
-                x = where(mask, (x0 + (x - x0) * shrink).clamp(0.0, 1.0), x);
+                x = where(mask, x0.Plus((x - x0) * shrink).Clamp(0.0, 1.0), x);
             }
         }
         var worst = (x.to_type(ScalarType.Float64) - reference).abs().max().item<double>();

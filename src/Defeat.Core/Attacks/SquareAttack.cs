@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Defeat.Validation;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Defeat.Attacks;
@@ -100,7 +101,7 @@ public sealed class SquareAttack : IAdversarialAttack
         PerturbationBall.CheckLabelRange(labels, clean.shape[1]);
         var fooled = AttackObjectives.Success(clean, labels, Options.Targeted);
         var result = x0.clone();
-        var lowest = full(x0.shape[0], double.PositiveInfinity, dtype: ScalarType.Float64, device: x0.device);
+        var lowest = ScalarOps.Full(x0.shape[0], double.PositiveInfinity, dtype: ScalarType.Float64, device: x0.device);
 
         for (var restart = 0; restart < Options.Restarts; restart++)
         {
@@ -170,7 +171,7 @@ public sealed class SquareAttack : IAdversarialAttack
     private Tensor StripesStart(Tensor x0, Generator generator)
     {
         var signs = RandomSigns(new[] { x0.shape[0], x0.shape[1], 1, x0.shape[3] }, x0, generator);
-        return PerturbationBall.Project(x0 + Options.Epsilon * signs, x0, AttackNorm.LInf, Options.Epsilon);
+        return PerturbationBall.Project(x0.Plus(signs.Times(Options.Epsilon)), x0, AttackNorm.LInf, Options.Epsilon);
     }
 
     // L-inf step: one window per image set to x0 + eps * (a sign per channel).
@@ -179,7 +180,7 @@ public sealed class SquareAttack : IAdversarialAttack
         var n = xa.shape[0];
         var window = Window(n, xa.shape[2], xa.shape[3], side, xa.device, generator);
         var signs = RandomSigns(new[] { n, xa.shape[1], 1, 1 }, xa, generator);
-        var vertex = PerturbationBall.Project(xa + Options.Epsilon * signs, xa, AttackNorm.LInf, Options.Epsilon);
+        var vertex = PerturbationBall.Project(xa.Plus(signs.Times(Options.Epsilon)), xa, AttackNorm.LInf, Options.Epsilon);
         return where(window.Mask, vertex, xb);
     }
 
@@ -204,13 +205,13 @@ public sealed class SquareAttack : IAdversarialAttack
             for (long c = 0; c < cols; c++)
             {
                 using var scope = NewDisposeScope();
-                var origin = full(n, top + r * tile, dtype: ScalarType.Int64, device: x0.device);
-                var originW = full(n, left + c * tile, dtype: ScalarType.Int64, device: x0.device);
+                var origin = ScalarOps.Full(n, top + r * tile, dtype: ScalarType.Int64, device: x0.device);
+                var originW = ScalarOps.Full(n, left + c * tile, dtype: ScalarType.Int64, device: x0.device);
                 var pattern = PlacedPattern(n, height, width, tile, origin, originW, x0, generator);
-                delta.add_(pattern * RandomSigns(new[] { n, channels, 1, 1 }, x0, generator));
+                delta.Plus_(pattern * RandomSigns(new[] { n, channels, 1, 1 }, x0, generator));
             }
         }
-        return (x0 + PerturbationBall.Normalize(delta, AttackNorm.L2) * Options.Epsilon).clamp(0.0, 1.0);
+        return x0.Plus(PerturbationBall.Normalize(delta, AttackNorm.L2).Times(Options.Epsilon)).Clamp(0.0, 1.0);
     }
 
     // L2 step: window 1 gets a fresh pattern plus its old content, window 2 is emptied, and the freed norm budget
@@ -223,17 +224,17 @@ public sealed class SquareAttack : IAdversarialAttack
         var second = Window(n, height, width, side, xa.device, generator);
         var mask1 = first.Mask.to_type(xa.dtype);
         var union = first.Mask.logical_or(second.Mask).to_type(xa.dtype);
-        var windowNorm = (delta * mask1).pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
-        var imageNorm = delta.pow(2).sum(new long[] { 1, 2, 3 }, keepdim: true).sqrt();
-        var unionNorm = (delta * union).pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
+        var windowNorm = (delta * mask1).Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
+        var imageNorm = delta.Pow(2).sum(new long[] { 1, 2, 3 }, keepdim: true).sqrt();
+        var unionNorm = (delta * union).Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
 
         var pattern = PlacedPattern(n, height, width, side, first.Top, first.Left, xa, generator);
-        var fresh = pattern * RandomSigns(new[] { n, channels, 1, 1 }, xa, generator) + delta * mask1 / (windowNorm + 1e-12);
-        var freshNorm = fresh.pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
-        var budget = ((Options.Epsilon * Options.Epsilon - imageNorm.pow(2)).clamp_min(0) / channels + unionNorm.pow(2)).sqrt();
-        fresh = fresh / (freshNorm + 1e-12) * budget;
+        var fresh = (pattern * RandomSigns(new[] { n, channels, 1, 1 }, xa, generator)).Plus(delta * mask1 / windowNorm.Plus(1e-12));
+        var freshNorm = fresh.Pow(2).sum(new long[] { 2, 3 }, keepdim: true).sqrt();
+        var budget = imageNorm.Pow(2).RSub(Options.Epsilon * Options.Epsilon).ClampMin(0).Over(channels).Plus(unionNorm.Pow(2)).sqrt();
+        fresh = fresh / freshNorm.Plus(1e-12) * budget;
         var moved = where(first.Mask, fresh, where(second.Mask, zeros_like(delta), delta));
-        return (xa + PerturbationBall.Normalize(moved, AttackNorm.L2) * Options.Epsilon).clamp(0.0, 1.0);
+        return xa.Plus(PerturbationBall.Normalize(moved, AttackNorm.L2).Times(Options.Epsilon)).Clamp(0.0, 1.0);
     }
 
     private readonly record struct SquareWindow(Tensor Mask, Tensor Top, Tensor Left);
@@ -243,11 +244,11 @@ public sealed class SquareAttack : IAdversarialAttack
     {
         var top = randint(0, height - side + 1, new[] { n }, dtype: ScalarType.Int64, device: device, generator: generator);
         var left = randint(0, width - side + 1, new[] { n }, dtype: ScalarType.Int64, device: device, generator: generator);
-        var rows = arange(height, dtype: ScalarType.Int64, device: device).reshape(1, 1, height, 1);
-        var cols = arange(width, dtype: ScalarType.Int64, device: device).reshape(1, 1, 1, width);
+        var rows = ScalarOps.Arange(height, dtype: ScalarType.Int64, device: device).reshape(1, 1, height, 1);
+        var cols = ScalarOps.Arange(width, dtype: ScalarType.Int64, device: device).reshape(1, 1, 1, width);
         var t = top.reshape(n, 1, 1, 1);
         var l = left.reshape(n, 1, 1, 1);
-        var mask = rows.ge(t).logical_and(rows.lt(t + side)).logical_and(cols.ge(l)).logical_and(cols.lt(l + side));
+        var mask = rows.ge(t).logical_and(rows.lt(t.Plus(side))).logical_and(cols.ge(l)).logical_and(cols.lt(l.Plus(side)));
         return new SquareWindow(mask, top, left);
     }
 
@@ -255,13 +256,15 @@ public sealed class SquareAttack : IAdversarialAttack
     private Tensor PlacedPattern(long n, long height, long width, int side, Tensor top, Tensor left, Tensor like, Generator generator)
     {
         var patterns = tensor(_patterns.GetOrAdd(side, Pattern), dtype: like.dtype, device: like.device);
-        var rows = arange(height, dtype: ScalarType.Int64, device: like.device).reshape(1, 1, height, 1);
-        var cols = arange(width, dtype: ScalarType.Int64, device: like.device).reshape(1, 1, 1, width);
+        var rows = ScalarOps.Arange(height, dtype: ScalarType.Int64, device: like.device).reshape(1, 1, height, 1);
+        var cols = ScalarOps.Arange(width, dtype: ScalarType.Int64, device: like.device).reshape(1, 1, 1, width);
         var r = rows - top.reshape(n, 1, 1, 1);
         var c = cols - left.reshape(n, 1, 1, 1);
-        var inside = r.ge(0).logical_and(r.lt(side)).logical_and(c.ge(0)).logical_and(c.lt(side));
+        using var zeroScalar = 0.ToScalar();
+        using var sideScalar = side.ToScalar();
+        var inside = r.ge(zeroScalar).logical_and(r.lt(sideScalar)).logical_and(c.ge(zeroScalar)).logical_and(c.lt(sideScalar));
         var transpose = randint(0, 2, new[] { n, 1, 1, 1 }, dtype: ScalarType.Int64, device: like.device, generator: generator);
-        var index = transpose * (side * side) + r.clamp(0, side - 1) * side + c.clamp(0, side - 1);
+        var index = transpose.Times(side * side).Plus(r.Clamp(0, side - 1).Times(side)).Plus(c.Clamp(0, side - 1));
         return where(inside, patterns.take(index), zeros(1, dtype: like.dtype, device: like.device));
     }
 
@@ -310,5 +313,5 @@ public sealed class SquareAttack : IAdversarialAttack
     }
 
     private static Tensor RandomSigns(long[] shape, Tensor like, Generator generator) =>
-        randint(0, 2, shape, dtype: like.dtype, device: like.device, generator: generator) * 2 - 1;
+        randint(0, 2, shape, dtype: like.dtype, device: like.device, generator: generator).Times(2).Minus(1);
 }

@@ -58,28 +58,28 @@ public sealed class LogitFusion : nn.Module<Tensor, Tensor, Tensor>, ILogitFusio
         switch (Options.Mode)
         {
             case FusionMode.LogitAverage:
-                return alpha * clean + (1 - alpha) * robust;
+                return clean.Times(alpha).Plus(robust.Times(1 - alpha));
 
             case FusionMode.ProbabilityAverage:
             {
                 // log(a p + (1-a) q) computed as a log-sum-exp of log-probabilities, stable for large logits.
                 var terms = new List<Tensor>(2);
-                if (alpha > 0) terms.Add(nn.functional.log_softmax(clean, 1) + Math.Log(alpha));
-                if (alpha < 1) terms.Add(nn.functional.log_softmax(robust, 1) + Math.Log(1 - alpha));
+                if (alpha > 0) terms.Add(nn.functional.log_softmax(clean, 1).Plus(Math.Log(alpha)));
+                if (alpha < 1) terms.Add(nn.functional.log_softmax(robust, 1).Plus(Math.Log(1 - alpha)));
                 return terms.Count == 1 ? terms[0] : stack(terms, 0).logsumexp(0);
             }
 
             case FusionMode.LearnableAlpha:
             {
                 var a = alpha_logit!.to(clean.dtype, clean.device).sigmoid();
-                return a * clean + (1 - a) * robust;
+                return (a * clean).Plus(a.RSub(1) * robust);
             }
 
             case FusionMode.Adaptive:
             {
-                var scores = stack(new[] { Confidence(clean), Confidence(robust) }, 1) / Options.Temperature;
+                var scores = stack(new[] { Confidence(clean), Confidence(robust) }, 1).Over(Options.Temperature);
                 var weights = scores.softmax(1);
-                return weights[.., 0..1] * clean + weights[.., 1..2] * robust;
+                return (weights[.., 0..1] * clean).Plus(weights[.., 1..2] * robust);
             }
 
             default:

@@ -232,11 +232,11 @@ public sealed class DefeatModel : Module<Tensor, Tensor, DefeatOutput>, ITrainab
             consistency = shield!.CodeConsistencyLoss(pass.Shield, cleanGrid);
         }
         var total = crossEntropy
-                    + Options.AlignmentWeight * alignment
-                    + Options.TextRegularizationWeight * textRegularization
-                    + Options.VqVaeWeight * vqVae;
+                    .Plus(alignment.Times(Options.AlignmentWeight))
+                    .Plus(textRegularization.Times(Options.TextRegularizationWeight))
+                    .Plus(vqVae.Times(Options.VqVaeWeight));
         if (Options.CodeConsistencyWeight > 0)
-            total = total + Options.CodeConsistencyWeight * consistency;
+            total = total.Plus(consistency.Times(Options.CodeConsistencyWeight));
 
         return new DefeatOutput(pass.Logits, pass.Clean, pass.Robust, pass.Shield?.Indices,
             crossEntropy, alignment, textRegularization, vqVae,

@@ -34,7 +34,7 @@ public static class FapLoss
         var logClean = functional.log_softmax(cleanLogits, 1);
         var logAdversarial = functional.log_softmax(adversarialLogits, 1);
         var divergence = (logClean.exp() * (logClean - logAdversarial)).sum(1);
-        var weight = functional.cosine_similarity(cleanFeatures, adversarialFeatures, 1) + 1;
+        var weight = functional.cosine_similarity(cleanFeatures, adversarialFeatures, 1).Plus(1);
         return (divergence * weight).mean().MoveToOuterDisposeScope();
     }
 }

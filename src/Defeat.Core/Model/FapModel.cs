@@ -125,7 +125,7 @@ public sealed class FapModel : Module<Tensor, Tensor>, ITrainableClassifier
         var adversarial = both.Logits[(int)batch..];
         var crossEntropy = functional.cross_entropy(clean, labels);
         var adversarialTerm = FapLoss.AdversarialTerm(clean, adversarial, both.Features[..(int)batch], both.Features[(int)batch..]);
-        var total = crossEntropy + Options.AdversarialWeight * adversarialTerm;
+        var total = crossEntropy.Plus(adversarialTerm.Times(Options.AdversarialWeight));
         var parts = new Dictionary<string, Tensor> { ["ce"] = crossEntropy.MoveToOuterDisposeScope(), ["adv"] = adversarialTerm.MoveToOuterDisposeScope() };
         return new TrainingLoss(total.MoveToOuterDisposeScope(), parts);
     }

@@ -78,7 +78,7 @@ public sealed class FapPromptLearner : nn.Module
             if (deep.Encode(prefix).Count != p)
                 throw new ArgumentException($"The placeholder \"{Options.Placeholder}\" must be one token for this tokenizer; " +
                     $"{p} of them gave {deep.Encode(prefix).Count} tokens.", nameof(options));
-            context = randn(new long[] { p, e }, generator: generator) * Options.InitStd;
+            context = randn(new long[] { p, e }, generator: generator).Times(Options.InitStd);
         }
 
         var tokenIds = deep.Tokenize(ClassNames.Select(n => $"{prefix} {n}.").ToArray());
@@ -93,7 +93,7 @@ public sealed class FapPromptLearner : nn.Module
             proj = SeededLinear(e, v, generator, dtype, device);
             bool learnVision = Options.LearnedSide == CompoundPromptSide.Vision;
             var learned = Enumerable.Range(0, deeper)
-                .Select(_ => new Parameter((randn(new long[] { p, learnVision ? v : e }, generator: generator) * Options.InitStd).to(dtype, device)))
+                .Select(_ => new Parameter(randn(new long[] { p, learnVision ? v : e }, generator: generator).Times(Options.InitStd).to(dtype, device)))
                 .ToArray();
             if (learnVision) compound_prompts_image = nn.ParameterList(learned);
             else compound_prompts_text = nn.ParameterList(learned);
@@ -103,7 +103,7 @@ public sealed class FapPromptLearner : nn.Module
         else
         {
             compound_prompts_text = nn.ParameterList(Enumerable.Range(0, deeper)
-                .Select(_ => new Parameter((randn(new long[] { p, e }, generator: generator) * Options.InitStd).to(dtype, device))).ToArray());
+                .Select(_ => new Parameter(randn(new long[] { p, e }, generator: generator).Times(Options.InitStd).to(dtype, device))).ToArray());
         }
 
         register_buffer("token_prefix", embedding[.., ..1].clone(), persistent: false);
@@ -172,8 +172,8 @@ public sealed class FapPromptLearner : nn.Module
     {
         var layer = nn.Linear(inputs, outputs, dtype: dtype, device: device);
         double bound = 1 / Math.Sqrt(inputs);
-        layer.weight!.copy_((rand(new long[] { outputs, inputs }, generator: generator) * 2 - 1) * bound);
-        layer.bias!.copy_((rand(new long[] { outputs }, generator: generator) * 2 - 1) * bound);
+        layer.weight!.copy_(rand(new long[] { outputs, inputs }, generator: generator).Times(2).Minus(1).Times(bound));
+        layer.bias!.copy_(rand(new long[] { outputs }, generator: generator).Times(2).Minus(1).Times(bound));
         return layer;
     }
 

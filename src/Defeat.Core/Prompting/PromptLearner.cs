@@ -72,7 +72,7 @@ public sealed class PromptLearner : nn.Module, IPromptLearner
                 ? new long[] { ClassNames.Count, ContextLength, textEncoder.EmbeddingDim }
                 : new long[] { ContextLength, textEncoder.EmbeddingDim };
             using var generator = new Generator(Options.Seed);
-            vectors = randn(shape, generator: generator) * Options.InitStd;
+            vectors = randn(shape, generator: generator).Times(Options.InitStd);
         }
 
         var prompts = ClassNames.Select(n => $"{prefix} {n}.").ToArray();

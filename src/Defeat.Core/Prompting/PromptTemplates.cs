@@ -61,8 +61,8 @@ public static class PromptTemplates
         {
             var texts = classNames.Select(n => Fill(template, n)).ToArray();
             var features = nn.functional.normalize(encoder.EncodeText(encoder.Tokenize(texts)), dim: -1);
-            sum = sum is null ? features : sum + features;
+            sum = sum is null ? features : sum.Plus(features);
         }
-        return nn.functional.normalize(sum! / templates.Count, dim: -1).MoveToOuterDisposeScope();
+        return nn.functional.normalize(sum!.Over(templates.Count), dim: -1).MoveToOuterDisposeScope();
     }
 }

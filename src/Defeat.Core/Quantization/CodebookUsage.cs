@@ -11,7 +11,7 @@ public static class CodebookUsage
     public static long CodesUsed(Tensor usageCounts)
     {
         using var scope = torch.NewDisposeScope();
-        return usageCounts.gt(0).sum().item<long>();
+        return usageCounts.Gt(0).sum().item<long>();
     }
 
     /// <summary>
@@ -27,9 +27,9 @@ public static class CodebookUsage
         // The quantizer calls this on every forward: the same operations in the same order as
         // exp(-sum(p * log(max(p, tiny)))), with p = counts / max(sum, 1), but in place where a temporary allows.
         Tensor counts = usageCounts.to_type(dtype, copy: true);
-        Tensor p = counts.div_(counts.sum().clamp_min_(1));
+        Tensor p = counts.div_(counts.sum().ClampMin_(1));
         // p * log(max(p, tiny)) is exactly 0 where p = 0, which is the limit of p log p.
-        Tensor entropy = p.clamp_min(1e-30).log_().mul_(p).sum().neg_();
+        Tensor entropy = p.ClampMin(1e-30).log_().mul_(p).sum().neg_();
         return entropy.exp_().MoveToOuterDisposeScope();
     }
 }

@@ -41,7 +41,7 @@ public interface IVectorQuantizer
         if (input.dim() == 0 || input.shape[^1] != Dim)
             throw new ArgumentException($"Expected input of shape [..., {Dim}] (last dimension = Dim); got [{string.Join(", ", input.shape)}].", nameof(input));
         using var scope = torch.NewDisposeScope();
-        Tensor codes = Lookup(torch.arange(CodebookSize, dtype: ScalarType.Int64, device: input.device)).detach().to(input.dtype, input.device);
+        Tensor codes = Lookup(ScalarOps.Arange(CodebookSize, dtype: ScalarType.Int64, device: input.device)).detach().to(input.dtype, input.device);
         return SquaredDistances(input, codes).MoveToOuterDisposeScope();
     }
 
@@ -55,7 +55,7 @@ public interface IVectorQuantizer
         using var scope = torch.NewDisposeScope();
         long[] leading = input.shape[..^1];
         Tensor z = input.reshape(-1, input.shape[^1]);
-        Tensor d = z.square().sum(1, keepdim: true) + codewords.square().sum(1).unsqueeze(0) - 2 * z.matmul(codewords.t());
-        return d.clamp_min(0).reshape([.. leading, codewords.shape[0]]).MoveToOuterDisposeScope();
+        Tensor d = z.Square().sum(1, keepdim: true).Plus(codewords.Square().sum(1).unsqueeze(0)) - z.matmul(codewords.t()).Times(2);
+        return d.ClampMin(0).reshape([.. leading, codewords.shape[0]]).MoveToOuterDisposeScope();
     }
 }

@@ -18,7 +18,7 @@ internal static class KMeans
         // to the nearest centre so far, which spreads the seeds over well-separated clusters.
         long first = torch.randint(0, m, new long[] { 1 }, generator: generator).item<long>();
         centres[0] = data[first];
-        Tensor nearest = (data - data[first]).square().sum(1);
+        Tensor nearest = (data - data[first]).Square().sum(1);
         for (int c = 1; c < k; c++)
         {
             using var step = torch.NewDisposeScope();
@@ -27,17 +27,17 @@ internal static class KMeans
                 ? torch.multinomial(weights, 1, generator: generator).item<long>()
                 : torch.randint(0, m, new long[] { 1 }, generator: generator).item<long>();
             centres[c] = data[pick];
-            nearest.copy_(torch.minimum(nearest, (data - data[pick]).square().sum(1)));
+            nearest.copy_(torch.minimum(nearest, (data - data[pick]).Square().sum(1)));
         }
 
         for (int iteration = 0; iteration < iterations; iteration++)
         {
             using var step = torch.NewDisposeScope();
             Tensor assign = NearestCodeSearch.Find(data, centres, distance, chunkRows);
-            Tensor sums = torch.zeros_like(centres).index_add_(0, assign, data, 1);
+            Tensor sums = torch.zeros_like(centres).IndexAdd_(0, assign, data);
             Tensor counts = torch.bincount(assign, minlength: k).to_type(data.dtype).unsqueeze(1);
             // An empty cluster keeps its centre.
-            Tensor updated = torch.where(counts > 0, sums / counts.clamp_min(1), centres);
+            Tensor updated = torch.where(counts.Gt(0), sums / counts.ClampMin(1), centres);
             if (distance == QuantizerDistance.Cosine)
                 updated = torch.nn.functional.normalize(updated, p: 2, dim: 1);
             centres.copy_(updated);

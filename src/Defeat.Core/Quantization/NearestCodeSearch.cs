@@ -62,7 +62,7 @@ public static class NearestCodeSearch
         }
         else
         {
-            bias = codes.square().sum(1);
+            bias = codes.Square().sum(1);
         }
         // A transposed view: addmm passes it to GEMM as a transpose flag, no copy.
         Tensor codesT = codes.t();

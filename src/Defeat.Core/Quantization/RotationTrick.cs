@@ -45,17 +45,17 @@ public static class RotationTrick
         Tensor zConst = inputs.detach();
         Tensor zNorm = zConst.norm(1, keepdim: true);
         Tensor eNorm = e.norm(1, keepdim: true);
-        Tensor u = zConst / zNorm.clamp_min(DegenerateNorm);
-        Tensor v = e / eNorm.clamp_min(DegenerateNorm);
-        Tensor sum = u + v;
+        Tensor u = zConst / zNorm.ClampMin(DegenerateNorm);
+        Tensor v = e / eNorm.ClampMin(DegenerateNorm);
+        Tensor sum = u.Plus(v);
         Tensor sumNorm = sum.norm(1, keepdim: true);
-        Tensor r = sum / sumNorm.clamp_min(DegenerateNorm);
-        Tensor lambda = eNorm / zNorm.clamp_min(DegenerateNorm);
+        Tensor r = sum / sumNorm.ClampMin(DegenerateNorm);
+        Tensor lambda = eNorm / zNorm.ClampMin(DegenerateNorm);
 
         // lambda * R z with R = I - 2 r r^T + 2 v u^T, differentiable in z only.
-        Tensor rotated = lambda * (inputs - 2 * r * (r * inputs).sum(1, keepdim: true) + 2 * v * (u * inputs).sum(1, keepdim: true));
-        Tensor degenerate = zNorm.le(DegenerateNorm).logical_or(sumNorm.le(DegenerateNorm));
+        Tensor rotated = lambda * (inputs - r.Times(2) * (r * inputs).sum(1, keepdim: true)).Plus(v.Times(2) * (u * inputs).sum(1, keepdim: true));
+        Tensor degenerate = zNorm.Le(DegenerateNorm).logical_or(sumNorm.Le(DegenerateNorm));
         Tensor mapped = torch.where(degenerate, inputs, rotated);
-        return (e + (mapped - mapped.detach())).MoveToOuterDisposeScope();
+        return e.Plus(mapped - mapped.detach()).MoveToOuterDisposeScope();
     }
 }

@@ -54,16 +54,16 @@ public static class SoftQuantizerSurrogate
             if (distances.shape[1] >= 2)
             {
                 Tensor two = distances.detach().topk(2, dim: 1, largest: false).values;
-                gap = (two[.., 1..2] - two[.., 0..1]).clamp_min(MinimumGap);
+                gap = (two[.., 1..2] - two[.., 0..1]).ClampMin(MinimumGap);
             }
             else
             {
                 gap = torch.ones(new long[] { distances.shape[0], 1 }, dtype: distances.dtype, device: distances.device);
             }
         }
-        Tensor weights = (-distances / (gap * temperature)).softmax(1);
+        Tensor weights = (-distances / gap.Times(temperature)).softmax(1);
         Tensor soft = weights.matmul(codewords.detach().to(weights.dtype));
-        return (hardQuantized.detach() + (soft - soft.detach())).MoveToOuterDisposeScope();
+        return hardQuantized.detach().Plus(soft - soft.detach()).MoveToOuterDisposeScope();
     }
 
     /// <summary>Throws unless <paramref name="temperature"/> is a finite number &gt; 0.</summary>

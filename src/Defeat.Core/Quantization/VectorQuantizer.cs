@@ -59,7 +59,7 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         double a = Options.InitScale ?? 1.0 / Options.CodebookSize;
         // U(-a, a), as the official nn.Embedding(K, D).weight.uniform_(-1/K, 1/K).
         Tensor initial = torch.rand(new long[] { Options.CodebookSize, Options.Dim }, generator: _generator)
-            .mul_(2 * a).sub_(a);
+            .Times_(2 * a).Minus_(a);
         if (Options.Distance == QuantizerDistance.Cosine)
             initial = functional.normalize(initial, p: 2, dim: 1);
 
@@ -139,12 +139,12 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         {
             // Without autograd the two losses share one value: compute it once.
             codebookLoss = functional.mse_loss(zLoss, e);
-            commitmentLoss = codebookLoss * Options.CommitmentWeight;
+            commitmentLoss = codebookLoss.Times(Options.CommitmentWeight);
         }
         else
         {
             codebookLoss = functional.mse_loss(e, zLoss.detach());
-            commitmentLoss = functional.mse_loss(zLoss, e.detach()) * Options.CommitmentWeight;
+            commitmentLoss = functional.mse_loss(zLoss, e.detach()).Times(Options.CommitmentWeight);
         }
 
         // Straight-through: forward value e exactly (e + 0); backward the gradient reaches z unchanged.
@@ -152,7 +152,7 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         Tensor eDetached = e.detach();
         Tensor quantized = !(gradEnabled && z.requires_grad) ? eDetached
             : Options.GradientEstimator == GradientEstimator.RotationTrick ? RotationTrick.Apply(z, eDetached)
-            : eDetached + (z - zDetached);
+            : eDetached.Plus(z - zDetached);
 
         Tensor usage = torch.bincount(indices, minlength: Options.CodebookSize);
         Tensor perplexity = CodebookUsage.Perplexity(usage, input.dtype);
@@ -241,15 +241,15 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         Tensor centres = Options.KMeansInit
             ? KMeans.Fit(data, Options.CodebookSize, Options.KMeansIterations, Options.Distance, ChunkRows(data.dtype), _generator)
             : Options.FirstBatchInit == FirstBatchInit.MatchInputNorm
-                ? Codebook * (data.norm(1).mean() / Codebook.norm(1).mean().clamp_min(1e-30))
+                ? Codebook * (data.norm(1).mean() / Codebook.norm(1).mean().ClampMin(1e-30))
                 : SampleRows(data, Options.CodebookSize);
         Codebook.copy_(centres);
         if (Options.CodebookUpdate == CodebookUpdate.ExponentialMovingAverage)
         {
             get_buffer(EmbedAvgKey)!.copy_(centres);
-            get_buffer(ClusterSizeKey)!.fill_(1);
+            get_buffer(ClusterSizeKey)!.Fill_(1);
         }
-        flag.fill_(1);
+        flag.Fill_(1);
     }
 
     // K rows of the data: distinct rows when there are enough of them, otherwise drawn with replacement.
@@ -271,16 +271,16 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         using var noGrad = torch.no_grad();
         double decay = Options.Decay;
         Tensor counts = usage.to_type(clusterSize.dtype);
-        clusterSize.mul_(decay).add_(counts, alpha: 1 - decay);
+        clusterSize.Times_(decay).Plus_(counts, 1 - decay);
 
         if (Options.CodebookUpdate == CodebookUpdate.ExponentialMovingAverage)
         {
             Tensor embedAvg = get_buffer(EmbedAvgKey)!;
-            Tensor embedSum = torch.zeros_like(embedAvg).index_add_(0, indices, zDetached, 1);
-            embedAvg.mul_(decay).add_(embedSum, alpha: 1 - decay);
+            Tensor embedSum = torch.zeros_like(embedAvg).IndexAdd_(0, indices, zDetached);
+            embedAvg.Times_(decay).Plus_(embedSum, 1 - decay);
             // Laplace smoothing: (N_k + eps) / (n + K eps) * n keeps every divisor positive.
             Tensor n = clusterSize.sum();
-            Tensor smoothed = (clusterSize + Options.Epsilon) / (n + Options.CodebookSize * Options.Epsilon) * n;
+            Tensor smoothed = clusterSize.Plus(Options.Epsilon) / n.Plus(Options.CodebookSize * Options.Epsilon) * n;
             Codebook.copy_(embedAvg / smoothed.unsqueeze(1).to_type(embedAvg.dtype));
         }
 
@@ -290,14 +290,14 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
 
     private void RestartDeadCodes(Tensor zDetached, Tensor clusterSize)
     {
-        Tensor dead = clusterSize.lt(Options.DeadCodeThreshold).nonzero().reshape(-1);
+        Tensor dead = clusterSize.Lt(Options.DeadCodeThreshold).nonzero().reshape(-1);
         long deadCount = dead.shape[0];
         if (deadCount == 0)
             return;
         Tensor samples = SampleRows(zDetached, deadCount);
         Codebook.index_copy_(0, dead, samples);
-        clusterSize.index_fill_(0, dead, Options.DeadCodeThreshold);
+        clusterSize.IndexFill_(0, dead, Options.DeadCodeThreshold);
         if (Options.CodebookUpdate == CodebookUpdate.ExponentialMovingAverage)
-            get_buffer(EmbedAvgKey)!.index_copy_(0, dead, samples * Options.DeadCodeThreshold);
+            get_buffer(EmbedAvgKey)!.index_copy_(0, dead, samples.Times(Options.DeadCodeThreshold));
     }
 }

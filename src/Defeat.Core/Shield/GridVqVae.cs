@@ -171,7 +171,7 @@ public sealed class GridVqVae : nn.Module
     {
         long d = latents.shape[^1];
         var distances = vq_embedding.Distances(latents.reshape(-1, d));
-        var codewords = vq_embedding.Lookup(arange(vq_embedding.CodebookSize, dtype: ScalarType.Int64, device: latents.device));
+        var codewords = vq_embedding.Lookup(ScalarOps.Arange(vq_embedding.CodebookSize, dtype: ScalarType.Int64, device: latents.device));
         return SoftQuantizerSurrogate.Apply(hard.reshape(-1, d), distances, codewords, temperature).reshape(hard.shape);
     }
 

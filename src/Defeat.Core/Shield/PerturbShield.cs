@@ -105,8 +105,8 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
         var reconstructionLoss = functional.mse_loss(xHat, x);
         var codebookLoss = quantized.CodebookLoss;
         var commitmentLoss = quantized.CommitmentLoss;
-        var loss = Options.ReconstructionWeight * reconstructionLoss
-                   + Options.CodebookWeight * (codebookLoss + commitmentLoss);
+        var loss = reconstructionLoss.Times(Options.ReconstructionWeight)
+                   .Plus(codebookLoss.Plus(commitmentLoss).Times(Options.CodebookWeight));
 
         return new ShieldOutput(projected, reconstruction,
             quantized.Indices.reshape(batch, GridPositions),
@@ -136,7 +136,7 @@ public sealed class PerturbShield : Module<Tensor, ShieldOutput>, IPerturbShield
             cleanCodes = vqvae.NearestCodes(vqvae.Latents(vqvae.Encode(x))).reshape(batch, GridPositions);
         }
         var toCleanCode = vqvae.Quantizer.Distances(latents).gather(2, cleanCodes.unsqueeze(2));
-        return (toCleanCode.mean() / vqvae.CodeDim).MoveToOuterDisposeScope();
+        return toCleanCode.mean().Over(vqvae.CodeDim).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />

@@ -26,5 +26,5 @@ public sealed class ResidualBlock : Module<Tensor, Tensor>
 
     /// <summary>Applies the block to <c>[B, C, h, w]</c>.</summary>
     /// <param name="x">Feature map.</param>
-    public override Tensor forward(Tensor x) => x + conv2.call(relu.call(conv1.call(relu.call(x))));
+    public override Tensor forward(Tensor x) => x.Plus(conv2.call(relu.call(conv1.call(relu.call(x)))));
 }

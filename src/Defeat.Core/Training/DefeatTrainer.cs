@@ -27,7 +27,9 @@ namespace Defeat.Training;
 public sealed class DefeatTrainer
 {
     private const string ModelPrefix = "model.";
-    private const string OptimizerKey = "optimizer.state";
+    private const string MomentumPrefix = "optimizer.momentum.";
+    // Checkpoints before MomentumSgd held TorchSharp's SGD state under this key; its momentum is not read back.
+    private const string LegacyOptimizerKey = "optimizer.state";
     private readonly ILogger _logger;
 
     /// <summary>Creates a trainer; options are validated here.</summary>
@@ -66,7 +68,7 @@ public sealed class DefeatTrainer
         var parameters = model.TrainableParameters().ToList();
         if (parameters.Count == 0)
             throw new ArgumentException("The model has no trainable parameters.", nameof(model));
-        var optimizer = optim.SGD(parameters, Options.LearningRate, Options.Momentum, weight_decay: Options.WeightDecay);
+        using var optimizer = new MomentumSgd(parameters, Options.LearningRate, Options.Momentum, Options.WeightDecay);
         var store = Options.CheckpointDirectory is null ? null : new CheckpointStore(Options.CheckpointDirectory);
         int startEpoch = store is not null && Options.Resume ? Restore(store, model, optimizer) : 0;
 
@@ -78,7 +80,7 @@ public sealed class DefeatTrainer
             for (int epoch = startEpoch; epoch < Options.Epochs; epoch++)
             {
                 double lr = Options.LearningRateAt(epoch);
-                foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+                optimizer.LearningRate = lr;
                 var sums = new Dictionary<string, double>();
                 double lossSum = 0;
 
@@ -109,12 +111,12 @@ public sealed class DefeatTrainer
                     double value = loss.Total.item<float>();
                     if (!double.IsFinite(value))
                         throw Diverged(store, epoch, step, stepsPerEpoch, value, $"the loss is {value}");
-                    optimizer.zero_grad();
+                    optimizer.ZeroGrad();
                     loss.Total.backward();
                     // A finite loss can still have a NaN gradient (sqrt at 0, a log of 0 times 0): never apply one.
                     if (!GradientsAreFinite(parameters))
                         throw Diverged(store, epoch, step, stepsPerEpoch, value, $"the loss is {value} but a gradient is NaN or infinite");
-                    optimizer.step();
+                    optimizer.Step();
 
                     lossSum += value;
                     foreach (var (name, part) in loss.Parts)
@@ -157,7 +159,7 @@ public sealed class DefeatTrainer
         return e;
     }
 
-    private int Restore(CheckpointStore store, ITrainableClassifier model, TorchSharp.Modules.OptimizerHelper optimizer)
+    private int Restore(CheckpointStore store, ITrainableClassifier model, MomentumSgd optimizer)
     {
         var skipped = new List<string>();
         using var checkpoint = store.LoadLatest(skipped);
@@ -176,27 +178,27 @@ public sealed class DefeatTrainer
             .ToDictionary(kv => kv.Key[ModelPrefix.Length..], kv => kv.Value);
         try { model.LoadTrainableState(state); }
         catch (ArgumentException e) { throw new CheckpointException($"{checkpoint.TensorsPath}: does not fit the model: {e.Message}", e); }
-        if (checkpoint.Tensors.TryGetValue(OptimizerKey, out var bytes))
+        int buffers = 0;
+        foreach (var (key, value) in checkpoint.Tensors.Where(kv => kv.Key.StartsWith(MomentumPrefix, StringComparison.Ordinal)))
         {
-            using var stream = new MemoryStream(bytes.data<byte>().ToArray());
-            using var reader = new BinaryReader(stream);
-            optimizer.load_state_dict(reader);
+            if (!int.TryParse(key.AsSpan(MomentumPrefix.Length), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int index))
+                throw new CheckpointException($"{checkpoint.TensorsPath}: tensor \"{key}\" is not {MomentumPrefix}<parameter index>.");
+            try { optimizer.LoadBuffer(index, value); }
+            catch (ArgumentException e) { throw new CheckpointException($"{checkpoint.TensorsPath}: {key} does not fit the model: {e.Message}", e); }
+            buffers++;
         }
+        if (buffers == 0 && checkpoint.Tensors.ContainsKey(LegacyOptimizerKey))
+            _logger.LogWarning("{Path} holds the optimizer state of an older release; momentum restarts from zero", checkpoint.TensorsPath);
         _logger.LogInformation("Resumed from {Path} after epoch {Epoch}", checkpoint.TensorsPath, checkpoint.Epoch);
         return checkpoint.Epoch;
     }
 
-    private void Save(CheckpointStore store, int epoch, ITrainableClassifier model, TorchSharp.Modules.OptimizerHelper optimizer, EpochSummary summary, JsonObject? metadata)
+    private void Save(CheckpointStore store, int epoch, ITrainableClassifier model, MomentumSgd optimizer, EpochSummary summary, JsonObject? metadata)
     {
         using var scope = NewDisposeScope();
         var tensors = model.TrainableState().ToDictionary(kv => ModelPrefix + kv.Key, kv => kv.Value);
-        using (var stream = new MemoryStream())
-        {
-            using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true))
-                optimizer.save_state_dict(writer);
-            var raw = stream.ToArray();
-            tensors[OptimizerKey] = tensor(raw, [raw.LongLength], ScalarType.Byte);
-        }
+        foreach (var (index, buffer) in optimizer.Buffers())
+            tensors[MomentumPrefix + index.ToString(System.Globalization.CultureInfo.InvariantCulture)] = buffer.detach();
         var meta = metadata?.DeepClone().AsObject() ?? [];
         meta["trainer"] = new JsonObject
         {
@@ -224,7 +226,7 @@ public sealed class DefeatTrainer
             images = stack(Enumerable.Range(0, (int)b).Select(i =>
                 padded[i].narrow(1, offsets[2 * i], h).narrow(2, offsets[2 * i + 1], w)).ToArray());
         }
-        var flip = rand([b], generator: generator).lt(0.5).reshape(b, 1, 1, 1);
+        var flip = rand([b], generator: generator).Lt(0.5).reshape(b, 1, 1, 1);
         return where(flip, images.flip(-1), images);
     }
 

@@ -58,7 +58,7 @@ public class ApgdAttackTests
         Assert.That(AttackObjectives.TargetedDlr(logits, labels, targets).data<float>().ToArray(),
             Is.EqualTo(new[] { -4 / 2.25, -1 / 3.5 }).Within(1e-6));
         // Shift and scale invariance, the point of DLR.
-        Assert.That(AttackObjectives.TargetedDlr(logits * 7 + 3, labels, targets).data<float>().ToArray(),
+        Assert.That(AttackObjectives.TargetedDlr(logits.Times(7).Plus(3), labels, targets).data<float>().ToArray(),
             Is.EqualTo(new[] { -4 / 2.25, -1 / 3.5 }).Within(1e-5));
         var e = Assert.Throws<ArgumentException>(() => AttackObjectives.TargetedDlr(zeros(2, 3), labels, targets));
         Assert.That(e!.Message, Does.Contain("at least 4 classes"));
@@ -68,7 +68,7 @@ public class ApgdAttackTests
     // Maximising it over the ball is the convex problem min |x - c| over the ball and the box; its optimum is the
     // projection of c: clamp(c, x0 - eps, x0 + eps) for L-inf, x0 + (c - x0) min(1, eps / |c - x0|) for L2.
     private static Tensor Bowl(Tensor x, Tensor c) =>
-        stack(new[] { zeros(x.shape[0], dtype: x.dtype), -(x - c).pow(2).flatten(1).sum(1) }, 1);
+        stack(new[] { zeros(x.shape[0], dtype: x.dtype), -(x - c).Square().flatten(1).sum(1) }, 1);
 
     [TestCase(AttackNorm.LInf)]
     [TestCase(AttackNorm.L2)]
@@ -76,18 +76,18 @@ public class ApgdAttackTests
     {
         using var scope = NewDisposeScope();
         var g = new Generator(3);
-        var x0 = 0.3 + 0.4 * rand(new long[] { 4, 1, 4, 4 }, generator: g);
+        var x0 = rand(new long[] { 4, 1, 4, 4 }, generator: g).Times(0.4).Plus(0.3);
         var eps = norm == AttackNorm.LInf ? 0.05 : 0.2;
         // Centres partly inside the L-inf ball (those coordinates have an interior optimum), partly outside.
-        var c = x0 + (rand(x0.shape, generator: g) * 2 - 1) * 0.1;
+        var c = x0.Plus(rand(x0.shape, generator: g).Times(2).Minus(1).Times(0.1));
         var labels = zeros(4, dtype: ScalarType.Int64);
         var attack = new ApgdAttack(new ApgdOptions { Epsilon = eps, Norm = norm, Iterations = 100, Seed = 1 });
 
         var adv = attack.Perturb(x => Bowl(x, c), x0, labels);
 
         var expected = norm == AttackNorm.LInf
-            ? x0 + (c - x0).clamp(-eps, eps)
-            : x0 + (c - x0) * (eps / (c - x0).flatten(1).norm(1)).clamp_max(1).reshape(4, 1, 1, 1);
+            ? x0.Plus((c - x0).Clamp(-eps, eps))
+            : x0.Plus((c - x0) * (c - x0).flatten(1).norm(1).RDiv(eps).ClampMax(1).reshape(4, 1, 1, 1));
         var error = (adv - expected).abs().max().item<float>();
         TestContext.Out.WriteLine($"{norm}: largest coordinate error {error:E2} (eps {eps})");
         Assert.That(error, Is.LessThan(eps / 100));
@@ -100,11 +100,11 @@ public class ApgdAttackTests
         // The point of APGD's schedule: a fixed step of 2 eps / 10 oscillates around an interior optimum.
         using var scope = NewDisposeScope();
         var g = new Generator(3);
-        var x0 = 0.3 + 0.4 * rand(new long[] { 4, 1, 4, 4 }, generator: g);
+        var x0 = rand(new long[] { 4, 1, 4, 4 }, generator: g).Times(0.4).Plus(0.3);
         const double eps = 0.05;
-        var c = x0 + (rand(x0.shape, generator: g) * 2 - 1) * 0.1;
+        var c = x0.Plus(rand(x0.shape, generator: g).Times(2).Minus(1).Times(0.1));
         var labels = zeros(4, dtype: ScalarType.Int64);
-        var expected = x0 + (c - x0).clamp(-eps, eps);
+        var expected = x0.Plus((c - x0).Clamp(-eps, eps));
         var apgd = new ApgdAttack(new ApgdOptions { Epsilon = eps, Iterations = 100 }).Perturb(x => Bowl(x, c), x0, labels);
         var pgd = new PgdAttack(new PgdOptions { Epsilon = eps, StepSize = eps / 5, Steps = 100 }).Perturb(x => Bowl(x, c), x0, labels);
         Assert.That((apgd - expected).abs().max().item<float>(), Is.LessThan((pgd - expected).abs().max().item<float>() / 4));
@@ -134,7 +134,8 @@ public class ApgdAttackTests
         using var scope = NewDisposeScope();
         var model = new Linear(64, 5, seed: 15);
         var x = rand(new long[] { 8, 1, 8, 8 }, generator: new Generator(16));
-        var target = (model.call(x).argmax(1).detach() + 2) % 5;
+        using var s = 5.ToScalar();
+        var target = model.call(x).argmax(1).detach().Plus(2) % s;
         var adv = new ApgdAttack(new ApgdOptions { Epsilon = 0.5, Iterations = 30, Targeted = true }).Perturb(model, x, target);
         Assert.That(model.call(adv).argmax(1).eq(target).all().item<bool>(), Is.True);
     }
@@ -146,7 +147,8 @@ public class ApgdAttackTests
         var model = new Linear(64, 10, seed: 25);
         var x = rand(new long[] { 6, 1, 8, 8 }, generator: new Generator(26));
         var y = model.call(x).argmax(1).detach();
-        y[0] = (y[0] + 1) % 10; // the model already gets image 0 wrong
+        using var s = 10.ToScalar();
+        y[0] = y[0].Plus(1) % s; // the model already gets image 0 wrong
 
         // Radius 0: nothing can change, so every restart runs, on the 5 images the model gets right:
         // 1 clean call, then per restart a gradient at the start and one per iteration.
@@ -246,7 +248,7 @@ public class ApgdAttackTests
         var x = rand(new long[] { 2, 1, 8, 8 }, generator: new Generator(76));
         var attack = new ApgdAttack();
         Assert.That(Assert.Throws<ArgumentException>(() => attack.Perturb(model, x, tensor(new long[] { 0 })))!.ParamName, Is.EqualTo("labels"));
-        Assert.That(Assert.Throws<ArgumentException>(() => attack.Perturb(model, x * 2, tensor(new long[] { 0, 1 })))!.ParamName, Is.EqualTo("images"));
+        Assert.That(Assert.Throws<ArgumentException>(() => attack.Perturb(model, x.Times(2), tensor(new long[] { 0, 1 })))!.ParamName, Is.EqualTo("images"));
         Assert.That(Assert.Throws<ArgumentException>(() => attack.Perturb(model, x, tensor(new long[] { 0, 10 })))!.ParamName, Is.EqualTo("labels"));
         Assert.That(attack.Perturb(model, zeros(0, 1, 8, 8), zeros(0, dtype: ScalarType.Int64)).shape, Is.EqualTo(new long[] { 0, 1, 8, 8 }));
     }

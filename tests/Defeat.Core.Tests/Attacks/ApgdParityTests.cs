@@ -30,7 +30,7 @@ public class ApgdParityTests
         var b1 = Read(root, "b1", hidden);
         var w2 = Read(root, "w2", classes, hidden);
         var b2 = Read(root, "b2", classes);
-        Tensor Model(Tensor x) => tanh(x.flatten(1).matmul(w1.t()) + b1).matmul(w2.t()) + b2;
+        Tensor Model(Tensor x) => tanh(x.flatten(1).matmul(w1.t()).Plus(b1)).matmul(w2.t()).Plus(b2);
         var shape = root.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
         var x = Read(root, "x", shape);
         var y = tensor(root.GetProperty("y").EnumerateArray().Select(e => e.GetInt64()).ToArray());

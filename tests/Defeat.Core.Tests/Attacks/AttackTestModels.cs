@@ -17,7 +17,7 @@ internal static class AttackTestModels
         {
             manual_seed(seed);
             fc = torch.nn.Linear(inputs, classes);
-            using (no_grad()) fc.weight!.mul_(scale);
+            using (no_grad()) fc.weight!.Times_(scale);
             RegisterComponents();
         }
 

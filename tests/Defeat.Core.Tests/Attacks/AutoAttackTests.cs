@@ -48,9 +48,10 @@ public class AutoAttackTests
         var model = SmallCnn(1, classes, seed);
         var x = rand(new long[] { n, 1, 8, 8 }, generator: new Generator((ulong)seed + 100));
         var y = model.call(x).argmax(1).detach();
+        using var s = classes.ToScalar();
         // Two images the model gets wrong: they must never be attacked.
-        y[0] = (y[0] + 1) % classes;
-        y[1] = (y[1] + 1) % classes;
+        y[0] = y[0].Plus(1) % s;
+        y[1] = y[1].Plus(1) % s;
         return (model, x, y);
     }
 
@@ -72,7 +73,7 @@ public class AutoAttackTests
         // Independently: which images are right before any attack, and which each stage's outputs fool.
         var robust = model.call(x).argmax(1).eq(y).data<bool>().ToArray();
         Assert.That(robust[0] || robust[1], Is.False);
-        var pairwise = (x.flatten(1).unsqueeze(1) - x.flatten(1).unsqueeze(0)).abs().amax(new long[] { 2 }) + eye(14) * 10;
+        var pairwise = (x.flatten(1).unsqueeze(1) - x.flatten(1).unsqueeze(0)).abs().amax(new long[] { 2 }).Plus(eye(14).Times(10));
         var separation = pairwise.min().item<float>();
         for (var k = 0; k < spies.Count; k++)
         {
@@ -172,7 +173,7 @@ public class AutoAttackTests
         // per stage batch, 1 clean call and (1 + N) * EOT gradient calls, then AutoAttack's check of the result.
         var (net, x, y) = Problem(n: 6, seed: 4);
         var noise = new Generator(9);
-        var recorder = new Recorder(input => net.call(input + 0.001 * randn(input.shape, generator: noise)));
+        var recorder = new Recorder(input => net.call(input.Plus(randn(input.shape, generator: noise).Times(0.001))));
         using var result = new AutoAttack(Small(0.0, AutoAttackVersion.Rand) with { BatchSize = 8 }).Run(recorder.Call, x, y);
         var survivors = result.Report.Stages.Count(s => s.Attacked > 0);
         Assert.That(result.Report.Stages[0].Attacked, Is.EqualTo(4));
@@ -199,8 +200,8 @@ public class AutoAttackTests
         using var scope = NewDisposeScope();
         // Zero gradients (quantised input): the gradient attacks are blind, Square is not.
         var inner = new Linear(64, 4, seed: 6, scale: 4);
-        Tensor Model(Tensor x) => inner.call((x * 8).round() / 8);
-        var x = 0.25 + 0.5 * rand(new long[] { 10, 1, 8, 8 }, generator: new Generator(7));
+        Tensor Model(Tensor x) => inner.call(x.Times(8).round().Over(8));
+        var x = rand(new long[] { 10, 1, 8, 8 }, generator: new Generator(7)).Times(0.5).Plus(0.25);
         var y = Model(x).argmax(1).detach();
         using var result = new AutoAttack(Small(0.125) with { SquareQueries = 300 }).Run(Model, x, y);
         TestContext.Out.WriteLine(result.Report);
@@ -218,7 +219,7 @@ public class AutoAttackTests
         using var softmax = new AutoAttack(options).Run(input => functional.softmax(model.call(input), 1), x, y);
         Assert.That(softmax.Report.Warnings, Has.Some.Contains("probabilities"));
         var g = new Generator(1);
-        using var noisy = new AutoAttack(options).Run(input => model.call(input) + randn(input.shape[0], 6, generator: g), x, y);
+        using var noisy = new AutoAttack(options).Run(input => model.call(input).Plus(randn(input.shape[0], 6, generator: g)), x, y);
         Assert.That(noisy.Report.Warnings, Has.Some.Contains("Version = Rand"));
         using var plain = new AutoAttack(options).Run(model, x, y);
         Assert.That(plain.Report.Warnings, Is.Empty);

@@ -50,7 +50,7 @@ public class FabAttackTests
     {
         using var scope = NewDisposeScope();
         // Pixels in [0.3, 0.7], far from the box's faces: the minimum is the plain dual-norm distance margin / |w|_dual.
-        var x = 0.3 + 0.4 * rand(new long[] { 6, 1, 4, 4 }, generator: new Generator(2));
+        var x = rand(new long[] { 6, 1, 4, 4 }, generator: new Generator(2)).Times(0.4).Plus(0.3);
         var (model, _, y, minimal) = TwoClassProblem(x, norm, seed: 1);
         var adv = new FabAttack(new FabOptions { Epsilon = 1.0, Norm = norm, Iterations = 50 }).Perturb(model, x, y);
 
@@ -78,8 +78,8 @@ public class FabAttackTests
         using var scope = NewDisposeScope();
         // Pixels near 1 (half of them) and near 0: many coordinates cannot move their full share.
         var g = new Generator(12);
-        var high = rand(new long[] { 6, 1, 4, 4 }, generator: g).gt(0.5);
-        var x = where(high, 0.97 + 0.03 * rand(new long[] { 6, 1, 4, 4 }, generator: g), 0.03 * rand(new long[] { 6, 1, 4, 4 }, generator: g));
+        var high = rand(new long[] { 6, 1, 4, 4 }, generator: g).Gt(0.5);
+        var x = where(high, rand(new long[] { 6, 1, 4, 4 }, generator: g).Times(0.03).Plus(0.97), rand(new long[] { 6, 1, 4, 4 }, generator: g).Times(0.03));
         var (model, _, y, minimal) = TwoClassProblem(x, norm, seed: 11);
         var adv = new FabAttack(new FabOptions { Epsilon = 16.0, Norm = norm, Iterations = 100 }).Perturb(model, x, y);
 
@@ -99,7 +99,7 @@ public class FabAttackTests
     public void ReturnsTheCleanImageWhenTheMinimumLiesOutsideTheBall()
     {
         using var scope = NewDisposeScope();
-        var x = 0.3 + 0.4 * rand(new long[] { 6, 1, 4, 4 }, generator: new Generator(22));
+        var x = rand(new long[] { 6, 1, 4, 4 }, generator: new Generator(22)).Times(0.4).Plus(0.3);
         var (model, _, y, minimal) = TwoClassProblem(x, AttackNorm.LInf, seed: 21);
         var eps = minimal.Min() * 0.9;
         var adv = new FabAttack(new FabOptions { Epsilon = eps, Iterations = 30 }).Perturb(model, x, y);

@@ -51,7 +51,7 @@ public class PgdAttackTests
         // so the L-inf worst case is x + eps * sign(w_other - w_true), clipped to [0, 1].
         var w = model.Weight.detach();
         var diff = stack(new[] { w[1] - w[0], w[0] - w[1] })[y].reshape(x.shape);
-        var expected = (x + eps * diff.sign()).clamp(0, 1);
+        var expected = x.Plus(diff.sign().Times(eps)).Clamp(0, 1);
         Assert.That((adv - expected).abs().max().item<float>(), Is.LessThan(1e-6f));
     }
 
@@ -60,7 +60,7 @@ public class PgdAttackTests
     {
         using var scope = NewDisposeScope();
         var model = new LinearClassifier(12, 2, seed: 2);
-        var x = 0.3 + 0.4 * rand(new long[] { 4, 1, 3, 4 }, generator: new Generator(3));
+        var x = rand(new long[] { 4, 1, 3, 4 }, generator: new Generator(3)).Times(0.4).Plus(0.3);
         var y = tensor(new long[] { 1, 0, 1, 0 });
         const double eps = 0.05; // small enough that no pixel reaches 0 or 1
         var attack = new PgdAttack(new PgdOptions { Norm = AttackNorm.L2, Epsilon = eps, StepSize = eps / 3, Steps = 6, RandomStart = false });
@@ -70,7 +70,7 @@ public class PgdAttackTests
         var w = model.Weight.detach();
         var diff = stack(new[] { w[1] - w[0], w[0] - w[1] })[y];
         var unit = diff / diff.norm(1, keepdim: true);
-        var expected = x + eps * unit.reshape(x.shape);
+        var expected = x.Plus(unit.reshape(x.shape).Times(eps));
         Assert.That((adv - expected).abs().max().item<float>(), Is.LessThan(1e-6f));
     }
 
@@ -103,7 +103,7 @@ public class PgdAttackTests
         // Targeted margin z_t - z_other grows along w_t - w_other.
         var w = model.Weight.detach();
         var diff = stack(new[] { w[0] - w[1], w[1] - w[0] })[target].reshape(x.shape);
-        var expected = (x + eps * diff.sign()).clamp(0, 1);
+        var expected = x.Plus(diff.sign().Times(eps)).Clamp(0, 1);
         Assert.That((adv - expected).abs().max().item<float>(), Is.LessThan(1e-6f));
     }
 
@@ -303,7 +303,7 @@ public class PgdAttackTests
         var e1 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, x, tensor(new long[] { 0, 1, 2 })));
         Assert.That(e1!.ParamName, Is.EqualTo("labels"));
         Assert.That(e1.Message, Does.Contain("int64 [2]").And.Contain("[3]"));
-        var e2 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, x * 3, tensor(new long[] { 0, 1 })));
+        var e2 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, x.Times(3), tensor(new long[] { 0, 1 })));
         Assert.That(e2!.Message, Does.Contain("[0, 1]"));
         var e3 = Assert.Throws<ArgumentException>(() => attack.Perturb((Func<Tensor, Tensor>)(i => i.flatten()), x, tensor(new long[] { 0, 1 })));
         Assert.That(e3!.Message, Does.Contain("logits [B=2, classes]"));

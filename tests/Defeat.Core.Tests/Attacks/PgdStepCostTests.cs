@@ -55,15 +55,15 @@ public class PgdStepCostTests
             float f = (float)epsilon;
             eps = f > epsilon ? MathF.BitDecrement(f) : f;
         }
-        Tensor Project(Tensor x) => (x0 + (x - x0).clamp(-eps, eps)).clamp(0.0, 1.0);
+        Tensor Project(Tensor x) => x0.Plus((x - x0).Clamp(-eps, eps)).Clamp(0.0, 1.0);
         var uniform = rand(x0.shape, dtype: dtype, generator: new Generator(seed));
-        var expected = Project(x0 + (uniform * 2 - 1) * epsilon);
+        var expected = Project(x0.Plus(uniform.Times(2).Minus(1).Times(epsilon)));
         for (int step = 0; step < options.Steps; step++)
         {
             var input = expected.detach().requires_grad_(true);
             var loss = functional.cross_entropy(model.call(input), y, reduction: Reduction.None).sum();
             var gradient = autograd.grad(new[] { loss }, new[] { input })[0];
-            expected = Project(expected + stepSize * gradient.sign());
+            expected = Project(expected.Plus(gradient.sign().Times(stepSize)));
         }
 
         Assert.That(actual.dtype, Is.EqualTo(dtype));

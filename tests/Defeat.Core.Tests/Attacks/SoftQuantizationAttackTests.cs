@@ -43,8 +43,8 @@ public class SoftQuantizationAttackTests
             var z = images.flatten(1).matmul(_a.t());
             var q = _quantizer.Quantize(z).Quantized;
             if (_temperature is { } t)
-                q = SoftQuantizerSurrogate.Apply(q, _quantizer.Distances(z), _quantizer.Lookup(arange(2)), t);
-            var l0 = 1 - 2 * q[.., 0] + 5 * q[.., 1];
+                q = SoftQuantizerSurrogate.Apply(q, _quantizer.Distances(z), _quantizer.Lookup(ScalarOps.Arange(2)), t);
+            var l0 = q[.., 0].Times(2).RSub(1).Plus(q[.., 1].Times(5));
             return stack([l0, zeros_like(l0)], 1);
         }
 
@@ -97,8 +97,8 @@ public class SoftQuantizationAttackTests
                 2.0 => tensor(new float[] { -1, 1 }),
                 _ => ones(2),
             };
-            var surrogate = p.detach() + (p - p.detach()) * slope.reshape(2, 1);
-            return cat([0.5f - surrogate, surrogate - 0.5f], 1);
+            var surrogate = p.detach().Plus((p - p.detach()) * slope.reshape(2, 1));
+            return cat([surrogate.RSub(0.5f), surrogate.Minus(0.5f)], 1);
         }
         IDisposable Use(double t)
         {
@@ -106,7 +106,7 @@ public class SoftQuantizationAttackTests
             temperature = t;
             return new Scope(() => temperature = previous);
         }
-        var x = full(new long[] { 2, 1, 1, 1 }, 0.45f);
+        var x = ScalarOps.Full(new long[] { 2, 1, 1, 1 }, 0.45f);
         var y = tensor(new long[] { 0, 0 });
         var pgd = new PgdOptions { Epsilon = 0.1, StepSize = 0.1, Steps = 1, RandomStart = false };
 

@@ -38,7 +38,8 @@ public class SquareAttackTests
         x[0] = zeros(3, 8, 8); // pixels on the box's faces, where clamping and the ball meet
         x[1] = ones(3, 8, 8);
         var y = model.call(x).argmax(1).detach();
-        y[2] = (y[2] + 1) % 5; // one image the model already gets wrong
+        using var s = 5.ToScalar();
+        y[2] = y[2].Plus(1) % s; // one image the model already gets wrong
         const int queries = 60;
         var recorder = new Recorder(model.call);
 
@@ -75,7 +76,7 @@ public class SquareAttackTests
     {
         using var scope = NewDisposeScope();
         var model = new Linear(3 * 8 * 8, 2, seed: 11, scale: 4);
-        var x = 0.2 + 0.6 * rand(new long[] { 10, 3, 8, 8 }, generator: new Generator(12));
+        var x = rand(new long[] { 10, 3, 8, 8 }, generator: new Generator(12)).Times(0.6).Plus(0.2);
         var y = model.call(x).argmax(1).detach();
         // The smallest perturbation that flips image i is margin_i / |w_other - w_y|_dual (L1 for L-inf, L2 for L2);
         // give the attack twice the largest of them for L-inf, three times for L2 (a random search in 192 dimensions
@@ -99,8 +100,8 @@ public class SquareAttackTests
         using var scope = NewDisposeScope();
         // A step function (quantisation to 8 levels; its gradient is zero everywhere) in front of a correct linear classifier.
         var inner = new Linear(3 * 8 * 8, 2, seed: 21, scale: 4);
-        Tensor Model(Tensor x) => inner.call((x * 8).round() / 8);
-        var x = 0.25 + 0.5 * rand(new long[] { 12, 3, 8, 8 }, generator: new Generator(22));
+        Tensor Model(Tensor x) => inner.call(x.Times(8).round().Over(8));
+        var x = rand(new long[] { 12, 3, 8, 8 }, generator: new Generator(22)).Times(0.5).Plus(0.25);
         var y = Model(x).argmax(1).detach();
         const double eps = 0.125;
 

@@ -45,7 +45,8 @@ public class FewShotSplitTests
     public void SubsetCopiesTheChosenImagesInOrder()
     {
         // Pixels must lie in [0, 1] (LabeledImages checks them): 0, 0.1, ..., 0.5.
-        using var images = (arange(6f) / 10).reshape(3, 1, 1, 2);
+        using var stop = 6f.ToScalar();
+        using var images = arange(stop).Over(10).reshape(3, 1, 1, 2);
         using var set = new LabeledImages(images.clone(), tensor(new long[] { 0, 1, 0 }), ["a", "b"]);
         using var sub = set.Subset([2, 0]);
         Assert.That(sub.Images.data<float>().ToArray(), Is.EqualTo(new float[] { 0.4f, 0.5f, 0f, 0.1f }));

@@ -25,15 +25,15 @@ public class AdaptiveAttackTests
     private static Tensor Logits(Tensor images, int pixel)
     {
         var p = images.flatten(1)[.., pixel];
-        return stack([0.5f - p, p - 0.5f], 1);
+        return stack([p.RSub(0.5f), p.Minus(0.5f)], 1);
     }
 
     [Test]
     public void NamedAttacksRunOnTheirTargetsAndTheWorstCaseIsPerSample()
     {
-        using var set = new LabeledImages(full([10, 1, 1, 2], 0.9f), ones(10, dtype: ScalarType.Int64), ["no", "yes"]);
+        using var set = new LabeledImages(ScalarOps.Full([10, 1, 1, 2], 0.9f), ones(10, dtype: ScalarType.Int64), ["no", "yes"]);
         var seen = new List<string>();
-        Func<Tensor, Tensor> fused = x => Logits(x, 0) + Logits(x, 1);
+        Func<Tensor, Tensor> fused = x => Logits(x, 0).Plus(Logits(x, 1));
         Func<Tensor, Tensor> branch = x => { seen.Add("branch"); return Logits(x, 1); };
         var subject = new EvaluationSubject("toy", fused,
             attackTargets: new Dictionary<string, Func<Tensor, Tensor>> { ["fused"] = fused, ["branch"] = branch });
@@ -67,7 +67,7 @@ public class AdaptiveAttackTests
     [Test]
     public void NamedAttacksAreValidated()
     {
-        using var set = new LabeledImages(full([2, 1, 1, 2], 0.9f), ones(2, dtype: ScalarType.Int64), ["no", "yes"]);
+        using var set = new LabeledImages(ScalarOps.Full([2, 1, 1, 2], 0.9f), ones(2, dtype: ScalarType.Int64), ["no", "yes"]);
         var unknown = new RobustnessEvaluator(new RobustnessEvaluatorOptions { Attacks = [new NamedAttack("x", "robust", _ => new Darken(0))] });
         var e = Assert.Throws<ArgumentException>(() => unknown.Evaluate(new EvaluationSubject("s", x => Logits(x, 0)), set))!;
         Assert.That(e.Message, Does.Contain("\"robust\"").And.Contain("\"fused\""));
@@ -156,18 +156,18 @@ public class AdaptiveAttackTests
     private static Tensor MeanModel(Tensor images)
     {
         var mean = images.flatten(1).mean([1]);
-        return stack([(0.5f - mean) * 10, (mean - 0.5f) * 10], 1);
+        return stack([mean.RSub(0.5f).Times(10), mean.Minus(0.5f).Times(10)], 1);
     }
 
     private static (Tensor Images, Tensor Labels, double[] Distance) MeanData()
     {
         var g = new Generator(7);
-        var low = rand([20, 1, 2, 2], generator: g) * 0.3 + 0.1;   // pixels in [0.1, 0.4]: class 0
-        var high = rand([20, 1, 2, 2], generator: g) * 0.3 + 0.6;  // pixels in [0.6, 0.9]: class 1
+        var low = rand([20, 1, 2, 2], generator: g).Times(0.3).Plus(0.1);   // pixels in [0.1, 0.4]: class 0
+        var high = rand([20, 1, 2, 2], generator: g).Times(0.3).Plus(0.6);  // pixels in [0.6, 0.9]: class 1
         var images = cat([low, high]);
         var labels = cat([zeros(20, dtype: ScalarType.Int64), ones(20, dtype: ScalarType.Int64)]);
         // Pixels stay inside [0, 1] for every eps <= 0.5 (0.4 + 0.5 and 0.6 - 0.5), so clamping never bites.
-        var distance = (images.flatten(1).mean([1]).to_type(ScalarType.Float64) - 0.5).abs().data<double>().ToArray();
+        var distance = images.flatten(1).mean([1]).to_type(ScalarType.Float64).Minus(0.5).abs().data<double>().ToArray();
         return (images, labels, distance);
     }
 

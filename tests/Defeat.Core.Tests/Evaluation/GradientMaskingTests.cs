@@ -23,7 +23,7 @@ public class GradientMaskingTests
     private static Tensor Model(Tensor images)
     {
         var p = images.flatten(1)[.., 0];
-        return stack([0.5f - p, p - 0.5f], 1);
+        return stack([p.RSub(0.5f), p.Minus(0.5f)], 1);
     }
 
     /// <summary>Darkens pixel 0 of the images whose id is listed; records how many images it was handed.</summary>
@@ -35,7 +35,7 @@ public class GradientMaskingTests
         {
             Handed.Add(images.shape[0]);
             var result = images.clone();
-            var id = images[.., 0, 0, 1].mul(10).round().to_type(ScalarType.Int64).data<long>().ToArray();
+            var id = images[.., 0, 0, 1].Times(10).round().to_type(ScalarType.Int64).data<long>().ToArray();
             for (int r = 0; r < id.Length; r++)
                 if (ids.Contains((int)id[r])) result[r, 0, 0, 0] = tensor(0.1f);
             return result;

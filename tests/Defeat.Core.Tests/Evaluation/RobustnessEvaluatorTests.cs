@@ -10,14 +10,14 @@ public class RobustnessEvaluatorTests
     // branch that looks at pixel 1 instead. Labels are 1 for all 10 images, all clean-correct.
     private static LabeledImages Set()
     {
-        var x = full([10, 1, 1, 2], 0.9f);
+        var x = ScalarOps.Full([10, 1, 1, 2], 0.9f);
         return new LabeledImages(x, ones(10, dtype: ScalarType.Int64), ["no", "yes"]);
     }
 
     private static Tensor Logits(Tensor images, int pixel)
     {
         var p = images.flatten(1)[.., pixel];
-        return stack([0.5f - p, p - 0.5f], 1);
+        return stack([p.RSub(0.5f), p.Minus(0.5f)], 1);
     }
 
     /// <summary>An attack that darkens the given pixel of the images whose batch positions are listed.</summary>
@@ -38,7 +38,7 @@ public class RobustnessEvaluatorTests
     public void RobustAccuracyIsThePerSampleWorstCaseOverTargets()
     {
         using var set = Set();
-        Func<Tensor, Tensor> fused = x => Logits(x, 0) + Logits(x, 1);
+        Func<Tensor, Tensor> fused = x => Logits(x, 0).Plus(Logits(x, 1));
         var subject = new EvaluationSubject("toy", fused,
             attackTargets: new Dictionary<string, Func<Tensor, Tensor>> { ["fused"] = fused, ["branch"] = x => Logits(x, 1) },
             branches: new Dictionary<string, Func<Tensor, Tensor>> { ["pixel0"] = x => Logits(x, 0) });
@@ -88,7 +88,7 @@ public class RobustnessEvaluatorTests
     {
         using var set = Set();
         // Codes: one per pixel, 1 when the pixel is bright, else 0 (codebook of 3 so one code is never used).
-        Func<Tensor, Tensor> codes = x => x.flatten(1).gt(0.5).to_type(ScalarType.Int64);
+        Func<Tensor, Tensor> codes = x => x.flatten(1).Gt(0.5).to_type(ScalarType.Int64);
         var subject = new EvaluationSubject("coded", x => Logits(x, 0), codeIndices: codes, codebookSize: 3);
         var report = new RobustnessEvaluator(new RobustnessEvaluatorOptions
         {
@@ -111,9 +111,9 @@ public class RobustnessEvaluatorTests
         // pixel 0 by eps, so an image survives iff p0 - eps > 0.5. With p0 = 0.5 + k/255 (k = 1..10)
         // and eps = 4/255, images k = 5..10 survive: 6 of 10 (k = 4 ties, and argmax of a tie is class 0).
         var p0 = tensor(Enumerable.Range(1, 10).Select(k => 0.5f + k / 255f).ToArray());
-        var x = stack([p0, full(10, 0.5f)], 1).reshape(10, 1, 1, 2);
+        var x = stack([p0, ScalarOps.Full(10, 0.5f)], 1).reshape(10, 1, 1, 2);
         using var set = new LabeledImages(x, ones(10, dtype: ScalarType.Int64), ["no", "yes"]);
-        Func<Tensor, Tensor> model = images => { var p = images.flatten(1)[.., 0]; return stack([0.5f - p, p - 0.5f], 1); };
+        Func<Tensor, Tensor> model = images => { var p = images.flatten(1)[.., 0]; return stack([p.RSub(0.5f), p.Minus(0.5f)], 1); };
         var report = new RobustnessEvaluator(new RobustnessEvaluatorOptions
         {
             Epsilons = [4.0 / 255],

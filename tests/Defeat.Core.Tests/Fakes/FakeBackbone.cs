@@ -43,7 +43,7 @@ internal sealed class FakeBackbone : Module, IVisionLanguageBackbone
         patch_embed = Conv2d(3, featureDim, patchSize, stride: patchSize);
         class_proj = Linear(featureDim, featureDim);
         token_embedding = Embedding(_endId + 1, embeddingDim);
-        positional_embedding = new Parameter(randn(contextLength, embeddingDim) * 0.1);
+        positional_embedding = new Parameter(randn(contextLength, embeddingDim).Times(0.1));
         text_mix = Linear(embeddingDim, embeddingDim);
         text_projection = Linear(embeddingDim, featureDim);
         logit_scale = tensor(10f);
@@ -62,12 +62,12 @@ internal sealed class FakeBackbone : Module, IVisionLanguageBackbone
 
     public ImageFeatures EncodeImage(Tensor images)
     {
-        var normalised = (images - 0.5) / 0.25;
+        var normalised = images.Minus(0.5).Over(0.25);
         // The patch embedding as a matmul over unfolded patches (as ClipModel computes it), not oneDNN's convolution,
         // whose backward pass is wrong with 3 input channels on some CPUs (see PatchConv).
         long patch = patch_embed.weight!.shape[^1];
         var patches = functional.unfold(normalised, patch, stride: patch); // [B, 3 p p, N]
-        var grid = patches.transpose(1, 2).matmul(patch_embed.weight!.flatten(1).t()) + patch_embed.bias!; // [B, N, D]
+        var grid = patches.transpose(1, 2).matmul(patch_embed.weight!.flatten(1).t()).Plus(patch_embed.bias!); // [B, N, D]
         var classFeature = class_proj.call(grid.mean(new long[] { 1 }).tanh());
         return new ImageFeatures(classFeature, grid);
     }
@@ -104,10 +104,10 @@ internal sealed class FakeBackbone : Module, IVisionLanguageBackbone
 
     public Tensor EncodeEmbeddings(Tensor promptEmbeddings, Tensor tokenIds)
     {
-        var x = text_mix.call(promptEmbeddings + positional_embedding).tanh();
+        var x = text_mix.call(promptEmbeddings.Plus(positional_embedding)).tanh();
         // Mean over the positions up to and including the end token (the highest id).
         var end = tokenIds.argmax(1).unsqueeze(1);
-        var positions = arange(tokenIds.shape[1], device: tokenIds.device).unsqueeze(0);
+        var positions = ScalarOps.Arange(tokenIds.shape[1], device: tokenIds.device).unsqueeze(0);
         var mask = positions.le(end).to_type(x.dtype).unsqueeze(2);
         var pooled = (x * mask).sum(1) / mask.sum(1);
         return text_projection.call(pooled);

@@ -20,15 +20,15 @@ internal sealed class NearestCodeQuantizer : IVectorQuantizer
     {
         Calls++;
         var z = input.reshape(-1, Dim);
-        var distances = (z.detach().unsqueeze(1) - _codebook.unsqueeze(0)).pow(2).sum(2);
+        var distances = (z.detach().unsqueeze(1) - _codebook.unsqueeze(0)).Pow(2).sum(2);
         var indices = distances.argmin(1);
         var e = _codebook.index_select(0, indices);
-        var quantized = z + (e - z).detach();
+        var quantized = z.Plus((e - z).detach());
         var usage = bincount(indices, minlength: CodebookSize);
-        var p = usage.to_type(ScalarType.Float64) / Math.Max(1, indices.shape[0]);
-        var perplexity = (-(p * (p + 1e-12).log()).sum()).exp();
+        var p = usage.to_type(ScalarType.Float64).Over(Math.Max(1, indices.shape[0]));
+        var perplexity = (-(p * p.Plus(1e-12).log()).sum()).exp();
         return new QuantizerOutput(quantized.reshape(input.shape), indices.reshape(input.shape[..^1]),
-            nn.functional.mse_loss(e, z.detach()), 3.0 * nn.functional.mse_loss(z, e.detach()), usage, perplexity);
+            nn.functional.mse_loss(e, z.detach()), nn.functional.mse_loss(z, e.detach()).Times(3.0), usage, perplexity);
     }
 
     public Tensor Lookup(Tensor indices) => _codebook.index_select(0, indices.reshape(-1)).reshape([.. indices.shape, Dim]);

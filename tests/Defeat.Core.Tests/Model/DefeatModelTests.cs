@@ -44,14 +44,14 @@ public class DefeatModelTests
         var i = features.ClassFeature / features.ClassFeature.norm(1, keepdim: true);
         var shieldOutput = ((PerturbShield)model.Shield!).Shield(features.GridFeatures);
         var p = shieldOutput.Projected / shieldOutput.Projected.norm(1, keepdim: true);
-        var clean = 10 * i.matmul(t.t());
-        var robust = 10 * p.matmul(t.t());
-        var fused = 0.5 * clean + 0.5 * robust;
+        var clean = i.matmul(t.t()).Times(10);
+        var robust = p.matmul(t.t()).Times(10);
+        var fused = clean.Times(0.5).Plus(robust.Times(0.5));
         var logProbabilities = fused.log_softmax(1);
-        var ce = -(logProbabilities[0, 0] + logProbabilities[1, 2] + logProbabilities[2, 3]) / 3;
+        var ce = (-(logProbabilities[0, 0].Plus(logProbabilities[1, 2]).Plus(logProbabilities[2, 3]))).Over(3);
         var alignment = (i - p).abs().mean();
         var textRegularization = (t - learner.HandcraftedTextFeatures).abs().mean();
-        var total = ce + 10 * alignment + 20 * textRegularization + shieldOutput.Loss;
+        var total = ce.Plus(alignment.Times(10)).Plus(textRegularization.Times(20)).Plus(shieldOutput.Loss);
 
         Assert.That(MaxDiff(output.CleanLogits, clean), Is.LessThan(1e-5f));
         Assert.That(MaxDiff(output.RobustLogits!, robust), Is.LessThan(1e-5f));
@@ -111,7 +111,7 @@ public class DefeatModelTests
 
         Assert.That(output.RobustLogits, Is.Null);
         Assert.That(MaxDiff(output.Logits, output.CleanLogits), Is.EqualTo(0f));
-        var expected = nn.functional.cross_entropy(output.CleanLogits, y) + 20 * output.TextRegularization;
+        var expected = nn.functional.cross_entropy(output.CleanLogits, y).Plus(output.TextRegularization.Times(20));
         Assert.That(output.Total.item<float>(), Is.EqualTo(expected.item<float>()).Within(1e-5));
         Assert.That(output.VqVaeLoss.item<float>(), Is.EqualTo(0f));
         Assert.That(model.named_parameters().Select(p => p.name), Is.EqualTo(new[] { "prompt_learner.ctx" }));
@@ -130,7 +130,7 @@ public class DefeatModelTests
         var hand = backbone.EncodeText(backbone.Tokenize(Classes.Select(c => $"a photo of a {c}.").ToArray()));
         hand = hand / hand.norm(1, keepdim: true);
         var i = backbone.EncodeImage(x).ClassFeature;
-        var expected = 10 * (i / i.norm(1, keepdim: true)).matmul(hand.t());
+        var expected = (i / i.norm(1, keepdim: true)).matmul(hand.t()).Times(10);
         Assert.That(MaxDiff(output.Logits, expected), Is.LessThan(1e-5f));
         Assert.That(output.TextRegularization.item<float>(), Is.EqualTo(0f));
     }
@@ -150,7 +150,7 @@ public class DefeatModelTests
             var x = images.detach().requires_grad_(true);
             var loss = nn.functional.cross_entropy(model(x), labels);
             var grad = torch.autograd.grad(new[] { loss }, new[] { x })[0];
-            return (images + epsilon * grad.sign()).clamp(0, 1).detach();
+            return images.Plus(grad.sign().Times(epsilon)).Clamp(0, 1).detach();
         }
     }
 
@@ -171,7 +171,7 @@ public class DefeatModelTests
 
         var input = x.detach().requires_grad_(true);
         var gradient = torch.autograd.grad(new[] { nn.functional.cross_entropy(model.Logits(input), y) }, new[] { input })[0];
-        Assert.That(MaxDiff(adversarial, (x + 0.05 * gradient.sign()).clamp(0, 1)), Is.LessThan(1e-6f));
+        Assert.That(MaxDiff(adversarial, x.Plus(gradient.sign().Times(0.05)).Clamp(0, 1)), Is.LessThan(1e-6f));
         Assert.That(model.training, Is.True, "train mode restored");
         Assert.That(model.TrainableParameters().Count(), Is.EqualTo(model.parameters().Count()), "requires_grad restored");
         Assert.That(model.parameters().All(p => p.grad is null), Is.True, "no parameter gradient written");

@@ -105,7 +105,7 @@ public class PromptLearnerTests
         var names = new[] { "cat", "red car", "sea lion" };
         var f1 = nn.functional.normalize(backbone.EncodeText(backbone.Tokenize(names.Select(n => $"a photo of a {n}.").ToArray())), dim: 1);
         var f2 = nn.functional.normalize(backbone.EncodeText(backbone.Tokenize(names.Select(n => $"a picture of the {n}.").ToArray())), dim: 1);
-        var mean = (f1 + f2) / 2;
+        var mean = f1.Plus(f2).Over(2);
         var expected = mean / mean.norm(1, keepdim: true);
         Assert.That(MaxDiff(learner.HandcraftedTextFeatures, expected), Is.LessThan(1e-6f));
         Assert.That(learner.HandcraftedTextFeatures.requires_grad, Is.False);

@@ -11,10 +11,11 @@ public class CodebookUsageTests
     {
         using var scope = NewDisposeScope();
         var counts = randint(0, 50, new long[] { 512 }, generator: new Generator(1));
-        counts.index_fill_(0, tensor(new long[] { 3, 17, 200 }), 0);
+        using var zero = 0.ToScalar();
+        counts.index_fill_(0, tensor(new long[] { 3, 17, 200 }), zero);
         var c = counts.to_type(dtype);
-        var p = c / c.sum().clamp_min(1);
-        var expected = (-(p * p.clamp_min(1e-30).log()).sum()).exp();
+        var p = c / c.sum().ClampMin(1);
+        var expected = (-(p * p.ClampMin(1e-30).log()).sum()).exp();
         Assert.That(CodebookUsage.Perplexity(counts, dtype).equal(expected).all().item<bool>(), Is.True);
     }
 

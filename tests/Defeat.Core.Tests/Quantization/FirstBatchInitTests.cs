@@ -23,7 +23,7 @@ public class FirstBatchInitTests
         var initial = Rows(vq.Codebook);
         // The official init is tiny: U(-1/K, 1/K).
         Assert.That(initial.SelectMany(r => r).Max(Math.Abs), Is.LessThanOrEqualTo(1.0 / 6));
-        var z = randn(new long[] { 10, 3 }, dtype: ScalarType.Float64, generator: new Generator(1)) * 7;
+        var z = randn(new long[] { 10, 3 }, dtype: ScalarType.Float64, generator: new Generator(1)).Times(7);
 
         vq.train();
         using (var _ = vq.Quantize(z)) { }
@@ -38,7 +38,7 @@ public class FirstBatchInitTests
 
         // Once only: a second training batch leaves the scale alone (the gradient-mode codebook changes only by the optimiser).
         var afterFirst = vq.Codebook.detach().clone();
-        using (var _ = vq.Quantize(z * 100)) { }
+        using (var _ = vq.Quantize(z.Times(100))) { }
         Assert.That(vq.Codebook.equal(afterFirst).all().item<bool>(), Is.True);
     }
 
@@ -73,7 +73,7 @@ public class FirstBatchInitTests
     {
         using var scope = NewDisposeScope();
         using var vq = Make(FirstBatchInit.SampleInputs, options: new VectorQuantizerOptions { Distance = QuantizerDistance.Cosine });
-        var z = randn(new long[] { 2, 3 }, dtype: ScalarType.Float64, generator: new Generator(4)) * 5;
+        var z = randn(new long[] { 2, 3 }, dtype: ScalarType.Float64, generator: new Generator(4)).Times(5);
         vq.train();
         using (var _ = vq.Quantize(z)) { }
         var units = Rows(z).Select(Unit).ToArray();
@@ -87,17 +87,17 @@ public class FirstBatchInitTests
         using var scope = NewDisposeScope();
         using var vq = Make(FirstBatchInit.MatchInputNorm, options: new VectorQuantizerOptions { CodebookUpdate = CodebookUpdate.ExponentialMovingAverage, Decay = 0.5 });
         var initial = vq.Codebook.clone();
-        var z = randn(new long[] { 12, 3 }, dtype: ScalarType.Float64, generator: new Generator(5)) * 3;
+        var z = randn(new long[] { 12, 3 }, dtype: ScalarType.Float64, generator: new Generator(5)).Times(3);
         vq.train();
         using var output = vq.Quantize(z);
         // Reproduce by hand: rescale, then one EMA step from cluster sizes 1 and averages = codes.
         var scaled = initial * (z.norm(1).mean() / initial.norm(1).mean());
         var counts = bincount(output.Indices, minlength: 6).to_type(ScalarType.Float64);
-        var sums = zeros_like(scaled).index_add_(0, output.Indices, z, 1);
-        var clusterSize = ones(6, dtype: ScalarType.Float64) * 0.5 + counts * 0.5;
-        var embedAvg = scaled * 0.5 + sums * 0.5;
+        var sums = zeros_like(scaled).IndexAdd_(0, output.Indices, z);
+        var clusterSize = ones(6, dtype: ScalarType.Float64).Times(0.5).Plus(counts.Times(0.5));
+        var embedAvg = scaled.Times(0.5).Plus(sums.Times(0.5));
         var n = clusterSize.sum();
-        var smoothed = (clusterSize + 1e-5) / (n + 6 * 1e-5) * n;
+        var smoothed = clusterSize.Plus(1e-5) / n.Plus(6 * 1e-5) * n;
         Assert.That((vq.Codebook - embedAvg / smoothed.unsqueeze(1)).abs().max().item<double>(), Is.LessThan(1e-12));
         // The indices were chosen against the rescaled codebook.
         Assert.That(Longs(output.Indices), Is.EqualTo(NearestEuclidean(Rows(z), Rows(scaled))));

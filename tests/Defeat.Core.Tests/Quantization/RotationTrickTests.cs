@@ -65,7 +65,7 @@ public class RotationTrickTests
         using var scope = NewDisposeScope();
         var generator = new Generator(11);
         var z = randn(new long[] { 4, 5 }, dtype: ScalarType.Float64, generator: generator).requires_grad_(true);
-        var e = randn(new long[] { 4, 5 }, dtype: ScalarType.Float64, generator: generator) * 3;
+        var e = randn(new long[] { 4, 5 }, dtype: ScalarType.Float64, generator: generator).Times(3);
         var g = randn(new long[] { 4, 5 }, dtype: ScalarType.Float64, generator: generator);
 
         var q = RotationTrick.Apply(z, e);
@@ -165,7 +165,7 @@ public class RotationTrickTests
             CodebookSize = 5, Dim = 3, Seed = 2, Distance = QuantizerDistance.Cosine, GradientEstimator = GradientEstimator.RotationTrick,
         });
         vq.to(ScalarType.Float64);
-        var z = (randn(new long[] { 4, 3 }, dtype: ScalarType.Float64, generator: new Generator(8)) * 4).requires_grad_(true);
+        var z = randn(new long[] { 4, 3 }, dtype: ScalarType.Float64, generator: new Generator(8)).Times(4).requires_grad_(true);
         var g = randn(new long[] { 4, 3 }, dtype: ScalarType.Float64, generator: new Generator(9));
         using var output = vq.Quantize(z);
         var grad = autograd.grad(new[] { (output.Quantized * g).sum() }, new[] { z })[0];

@@ -43,7 +43,7 @@ public class SoftQuantizerSurrogateTests
         // Codes -1, 0.5, 2 and z = 0.2: distances 1.44, 0.09, 3.24; gap 1.35; nearest code 0.5.
         var codes = tensor(new double[] { -1, 0.5, 2 }).reshape(3, 1);
         var z = tensor(new double[] { 0.2 }).reshape(1, 1).requires_grad_(true);
-        var distances = (z - codes.t()).square();
+        var distances = (z - codes.t()).Square();
         var output = SoftQuantizerSurrogate.Apply(tensor(new double[] { 0.5 }).reshape(1, 1), distances, codes, 1.0);
         Assert.That(output.item<double>(), Is.EqualTo(0.5), "the forward value is the hard code");
         var grad = autograd.grad(new[] { output.sum() }, new[] { z })[0].item<double>();
@@ -55,7 +55,7 @@ public class SoftQuantizerSurrogateTests
         double variance = w[0] * 1 + w[1] * 0.25 + w[2] * 4 - mean * mean;
         Assert.That(grad, Is.EqualTo(2 / gap * variance).Within(1e-12));
         // A higher temperature spreads the weights: the derivative differs, and stays positive (moving z toward 2 raises the mixture).
-        var hot = SoftQuantizerSurrogate.Apply(tensor(new double[] { 0.5 }).reshape(1, 1), (z - codes.t()).square(), codes, 10.0);
+        var hot = SoftQuantizerSurrogate.Apply(tensor(new double[] { 0.5 }).reshape(1, 1), (z - codes.t()).Square(), codes, 10.0);
         var hotGrad = autograd.grad(new[] { hot.sum() }, new[] { z })[0].item<double>();
         Assert.That(hotGrad, Is.Positive.And.Not.EqualTo(grad).Within(1e-6));
     }
@@ -72,7 +72,7 @@ public class SoftQuantizerSurrogateTests
         using var hard = vq.Quantize(z);
         foreach (var tau in new[] { 0.3, 1.0, 3.0 })
         {
-            var soft = SoftQuantizerSurrogate.Apply(hard.Quantized, vq.Distances(z), vq.Lookup(arange(5)), tau);
+            var soft = SoftQuantizerSurrogate.Apply(hard.Quantized, vq.Distances(z), vq.Lookup(ScalarOps.Arange(5)), tau);
             Assert.That(soft.equal(hard.Quantized).all().item<bool>(), Is.True);
             var grad = Rows(autograd.grad(new[] { (soft * g).sum() }, new[] { z })[0]);
             var zs = Rows(z);
@@ -89,7 +89,7 @@ public class SoftQuantizerSurrogateTests
         using var scope = NewDisposeScope();
         var z = tensor(new double[] { 0.3, -0.2 }).reshape(1, 2).requires_grad_(true);
         var code = tensor(new double[] { 1, 1 }).reshape(1, 2);
-        var soft = SoftQuantizerSurrogate.Apply(code, (z - code).square().sum(1, keepdim: true), code, 1.0);
+        var soft = SoftQuantizerSurrogate.Apply(code, (z - code).Square().sum(1, keepdim: true), code, 1.0);
         var grad = autograd.grad(new[] { soft.sum() }, new[] { z })[0];
         Assert.That(grad.abs().max().item<double>(), Is.EqualTo(0));
     }
@@ -122,7 +122,7 @@ public class SoftQuantizerSurrogateTests
             var d = q.Distances(z);
             Assert.That(d.shape, Is.EqualTo(new long[] { 2, 3, 5 }), name);
             var got = Rows(d.reshape(-1, 5));
-            var codes = Rows(q.Lookup(arange(5)));
+            var codes = Rows(q.Lookup(ScalarOps.Arange(5)));
             for (int m = 0; m < rows.Length; m++)
                 for (int k = 0; k < 5; k++)
                     Assert.That(got[m][k], Is.EqualTo(SquaredDistance(unit ? Unit(rows[m]) : rows[m], codes[k])).Within(1e-12), $"{name} [{m},{k}]");

@@ -286,7 +286,7 @@ public class VectorQuantizerTests
         {
             using var scope = NewDisposeScope();
             using var output = vq.Quantize(z.requires_grad_(true));
-            (output.CodebookLoss + output.CommitmentLoss + output.Quantized.sum()).backward();
+            output.CodebookLoss.Plus(output.CommitmentLoss).Plus(output.Quantized.sum()).backward();
         }
         Step();
         long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;

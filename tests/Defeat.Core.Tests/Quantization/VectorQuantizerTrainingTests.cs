@@ -1,4 +1,5 @@
 using Defeat.Quantization;
+using Defeat.Training;
 using static Defeat.Tests.Quantization.Reference;
 
 namespace Defeat.Tests.Quantization;
@@ -101,9 +102,9 @@ public class VectorQuantizerTrainingTests
         using var scope = NewDisposeScope();
         const int K = 4, D = 3, PerCluster = 25;
         double[][] centres = [[10, 0, 0], [0, 10, 0], [0, 0, 10], [-10, -10, -10]];
-        var noise = RandomInput([K * PerCluster, D], 40) * 0.3;
+        var noise = RandomInput([K * PerCluster, D], 40).Times(0.3);
         var points = tensor(centres.SelectMany(c => Enumerable.Repeat(c, PerCluster).SelectMany(v => v)).ToArray())
-            .reshape(K * PerCluster, D) + noise;
+            .reshape(K * PerCluster, D).Plus(noise);
         using var vq = new VectorQuantizer(new VectorQuantizerOptions { CodebookSize = K, Dim = D, KMeansInit = true, Seed = 9 });
         vq.to(ScalarType.Float64);
         vq.train();
@@ -120,7 +121,7 @@ public class VectorQuantizerTrainingTests
 
         // Only the first training batch initialises.
         var after = Doubles(vq.Codebook);
-        using var second = vq.Quantize(points * 3);
+        using var second = vq.Quantize(points.Times(3));
         Assert.That(Doubles(vq.Codebook), Is.EqualTo(after));
     }
 
@@ -135,7 +136,7 @@ public class VectorQuantizerTrainingTests
         vq.to(ScalarType.Float64);
         vq.train();
         var before = Rows(vq.Codebook.clone());
-        var z = RandomInput([12, D], 50) + 5; // far from all codes: a few codes take everything
+        var z = RandomInput([12, D], 50).Plus(5); // far from all codes: a few codes take everything
         using var output = vq.Quantize(z);
 
         var usage = Longs(output.UsageCounts);
@@ -187,14 +188,14 @@ public class VectorQuantizerTrainingTests
         using var vq = new VectorQuantizer(new VectorQuantizerOptions { CodebookSize = 1, Dim = 2 });
         vq.train();
         var z = tensor(new float[] { 1, 2, 3, 4 }).reshape(2, 2);
-        var optimizer = optim.SGD(vq.parameters(), learningRate: 1.0);
+        using var optimizer = new MomentumSgd(vq.parameters(), learningRate: 1.0, momentum: 0);
         for (int i = 0; i < 200; i++)
         {
             using var step = NewDisposeScope();
-            optimizer.zero_grad();
+            optimizer.ZeroGrad();
             using var output = vq.Quantize(z);
             output.CodebookLoss.backward();
-            optimizer.step();
+            optimizer.Step();
         }
         // A single code minimising mean squared distance converges to the mean of the inputs.
         Assert.That(Doubles(vq.Codebook), Is.EqualTo(new[] { 2.0, 3.0 }).Within(1e-4));

@@ -60,7 +60,7 @@ public class GradientStressTests
             // A contiguous [B, N, D] grid, as ln_post(tokens) @ proj gives it: the shield's [B, D, h, w] map is then a channels-last view.
             var grid = randn(new long[] { 4, 9, featureDim }, generator: new Generator(6)).requires_grad_(true);
             var result = shield.Shield(grid);
-            (result.Loss + result.Projected.square().mean()).backward();
+            result.Loss.Plus(result.Projected.Square().mean()).backward();
             first = Check(shield.named_parameters().Select(p => (p.name, p.parameter.grad)).Append(("input", grid.grad)), first, step);
         }
     }
@@ -84,7 +84,7 @@ public class GradientStressTests
             var x = map.to_type(dtype).clone().requires_grad_(true);
             var ze = vqvae.Encode(x);
             // Decoder on the encoder output itself (no quantizer in between: its codes would be another test).
-            (vqvae.Decode(ze).square().sum() + ze.square().sum()).backward();
+            vqvae.Decode(ze).Square().sum().Plus(ze.Square().sum()).backward();
             return (x.grad!.to_type(ScalarType.Float64), vqvae.named_parameters().Where(p => p.parameter.grad is not null)
                 .ToDictionary(p => p.name, p => p.parameter.grad!.to_type(ScalarType.Float64)));
         }

@@ -39,7 +39,7 @@ public class PerturbShieldParityTests
         AssertClose(output.ReconstructionLoss.reshape(1), fixture["output.reconstruction_loss"], "reconstruction loss");
         AssertClose(output.CodebookLoss.reshape(1), fixture["output.codebook_loss"], "codebook loss");
         // The shield reports the quantizer's commitment term, weighted by its beta (0.25); the official one is unweighted.
-        AssertClose(output.CommitmentLoss.reshape(1), 0.25 * fixture["output.commitment_loss"], "commitment loss");
+        AssertClose(output.CommitmentLoss.reshape(1), fixture["output.commitment_loss"].Times(0.25), "commitment loss");
         AssertClose(output.Loss.reshape(1), fixture["output.loss"], "VQ-VAE loss");
         AssertClose(shield.AlignmentLoss(fixture["input.class_feature"], output.Projected).reshape(1), fixture["output.alignment_loss"], "alignment loss");
     }
@@ -51,7 +51,7 @@ public class PerturbShieldParityTests
         var (shield, fixture) = LoadOfficial();
         using var output = shield.Shield(fixture["input.grid"]);
         // The fixture differentiates VQ-VAE loss + 10 * alignment loss.
-        (output.Loss + 10.0 * shield.AlignmentLoss(fixture["input.class_feature"], output.Projected)).backward();
+        output.Loss.Plus(shield.AlignmentLoss(fixture["input.class_feature"], output.Projected).Times(10.0)).backward();
 
         var parameters = shield.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         foreach (var name in new[] { "vqvae.encoder.0.weight", "vqvae.vq_embedding.weight", "vqvae.decoder.2.weight", "cls_projection.linear.weight" })

@@ -28,21 +28,21 @@ public class PerturbShieldTests
         Assert.That(quantizer.Calls, Is.EqualTo(1));
 
         // Reconstruction loss from the returned tensors: the target is the input grid.
-        var expectedRec = (grid - output.Reconstruction).pow(2).mean().item<float>();
+        var expectedRec = (grid - output.Reconstruction).Pow(2).mean().item<float>();
         Assert.That(output.ReconstructionLoss.item<float>(), Is.EqualTo(expectedRec).Within(1e-6));
         // Codebook and commitment terms have the same forward value mean((z_e - z_q)^2); the
         // commitment term carries the quantizer's own weight (3.0), and both are weighted by CodebookWeight.
         var ze = shield.VqVae.Encode(grid.transpose(1, 2).reshape(2, 6, 3, 3)).permute(0, 2, 3, 1).reshape(-1, 4);
-        var nearest = (ze.unsqueeze(1) - codebook.unsqueeze(0)).pow(2).sum(2).argmin(1);
+        var nearest = (ze.unsqueeze(1) - codebook.unsqueeze(0)).Pow(2).sum(2).argmin(1);
         Assert.That(output.Indices.reshape(-1).equal(nearest).all().item<bool>(), Is.True, "indices are the nearest codewords, row-major");
-        var expectedVq = (ze - codebook[nearest]).pow(2).mean().item<float>();
+        var expectedVq = (ze - codebook[nearest]).Pow(2).mean().item<float>();
         Assert.That(output.CodebookLoss.item<float>(), Is.EqualTo(expectedVq).Within(1e-6));
         Assert.That(output.CommitmentLoss.item<float>(), Is.EqualTo(3 * expectedVq).Within(1e-5));
         Assert.That(output.Loss.item<float>(), Is.EqualTo(1.5 * expectedRec + 2 * (expectedVq + 3 * expectedVq)).Within(1e-5));
 
         // Projection: w . recon[b, :, d] + bias over the 9 positions.
         var linear = shield.Projection.named_parameters().ToDictionary(p => p.name, p => p.parameter.detach());
-        var expectedProjected = einsum("bnd,n->bd", output.Reconstruction, linear["linear.weight"][0]) + linear["linear.bias"];
+        var expectedProjected = einsum("bnd,n->bd", output.Reconstruction, linear["linear.weight"][0]).Plus(linear["linear.bias"]);
         Assert.That((output.Projected - expectedProjected).abs().max().item<float>(), Is.LessThan(1e-5f));
     }
 
@@ -83,7 +83,7 @@ public class PerturbShieldTests
         var shield = new PerturbShield(Small);
         var grid = randn(3, 9, 6);
         using var output = shield.Shield(grid);
-        (output.Loss + output.Projected.pow(2).sum()).backward();
+        output.Loss.Plus(output.Projected.Pow(2).sum()).backward();
         foreach (var (name, parameter) in shield.named_parameters())
         {
             Assert.That(parameter.grad, Is.Not.Null, name);

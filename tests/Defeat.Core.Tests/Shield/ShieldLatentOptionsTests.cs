@@ -78,7 +78,7 @@ public class ShieldLatentOptionsTests
             var expected = rows[m].Select((v, i) => (v - mean) / Math.Sqrt(variance + 1e-5) * w[i] + b[i]).ToArray();
             Assert.That(latents[m], Is.EqualTo(expected).Within(1e-5), $"latent {m}");
         }
-        (output.Loss + output.Projected.square().sum()).backward();
+        output.Loss.Plus(output.Projected.Square().sum()).backward();
         Assert.That(p["vqvae.latent_norm.weight"].grad!.abs().sum().item<float>(), Is.GreaterThan(0f));
     }
 
@@ -96,16 +96,16 @@ public class ShieldLatentOptionsTests
 
         // Down: l = W1 z + b1 in 2-D; nearest code there; up: W2 e + b2 feeds the decoder.
         var ze = EncoderRows(shield, grid).detach();
-        var latents = ze.matmul(par["vqvae.quant_proj.weight"].t()) + par["vqvae.quant_proj.bias"];
+        var latents = ze.matmul(par["vqvae.quant_proj.weight"].t()).Plus(par["vqvae.quant_proj.bias"]);
         Assert.That((output.Latents!.reshape(-1, 2) - latents).abs().max().item<float>(), Is.LessThan(1e-5f));
         var nearest = NearestEuclidean(Rows(latents), Rows(codebook));
         Assert.That(Longs(output.Indices), Is.EqualTo(nearest));
         var codes = codebook.index_select(0, tensor(nearest));
-        var up = codes.matmul(par["vqvae.post_quant_proj.weight"].t()) + par["vqvae.post_quant_proj.bias"];
+        var up = codes.matmul(par["vqvae.post_quant_proj.weight"].t()).Plus(par["vqvae.post_quant_proj.bias"]);
         var decoded = shield.VqVae.Decode(up.reshape(2, 3, 3, 4).permute(0, 3, 1, 2)).reshape(2, 6, 9).transpose(1, 2);
         Assert.That((output.Reconstruction - decoded).abs().max().item<float>(), Is.LessThan(1e-5f));
         // Codebook and commitment terms live in the 2-D code space (the fake quantizer's beta is 3).
-        var vq = (latents - codes).square().mean().item<float>();
+        var vq = (latents - codes).Square().mean().item<float>();
         Assert.That(output.CommitmentLoss.item<float>(), Is.EqualTo(3.0 * vq).Within(1e-5));
         Assert.That(output.CodebookLoss.item<float>(), Is.EqualTo(vq).Within(1e-6));
 
@@ -194,7 +194,7 @@ public class ShieldLatentOptionsTests
         var codebook = randn(10, 4);
         var shield = new PerturbShield(Small, new NearestCodeQuantizer(codebook));
         var clean = randn(2, 9, 6);
-        var adversarial = (2 * randn(2, 9, 6)).requires_grad_(true);
+        var adversarial = randn(2, 9, 6).Times(2).requires_grad_(true);
         var cleanLeaf = clean.clone().requires_grad_(true);
         using var output = shield.Shield(adversarial);
         var loss = shield.CodeConsistencyLoss(output, cleanLeaf);
@@ -203,7 +203,7 @@ public class ShieldLatentOptionsTests
         var cleanRows = EncoderRows(shield, clean).detach();
         var k = tensor(NearestEuclidean(Rows(cleanRows), Rows(codebook)));
         var advRows = EncoderRows(shield, adversarial);
-        var expected = (advRows - codebook.index_select(0, k)).square().mean();
+        var expected = (advRows - codebook.index_select(0, k)).Square().mean();
         Assert.That(loss.item<float>(), Is.EqualTo(expected.item<float>()).Within(1e-5));
         // The adversarial codes differ somewhere, else the test would not tell the clean codes from its own.
         Assert.That(output.Indices.reshape(-1).equal(k).all().item<bool>(), Is.False);
@@ -225,7 +225,7 @@ public class ShieldLatentOptionsTests
             Distance = QuantizerDistance.Cosine, CodebookUpdate = CodebookUpdate.ExponentialMovingAverage, DeadCodeThreshold = 5, Seed = 2,
         }));
         var clean = randn(2, 9, 6);
-        var adversarial = clean + 0.5 * randn(2, 9, 6);
+        var adversarial = clean.Plus(randn(2, 9, 6).Times(0.5));
         shield.eval();
         using var output = shield.Shield(adversarial);
         shield.train();

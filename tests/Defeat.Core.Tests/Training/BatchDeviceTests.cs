@@ -15,8 +15,8 @@ public class BatchDeviceTests
     private static LabeledImages Brightness(int perClass)
     {
         var g = new Generator(7);
-        var dark = rand([perClass, 1, 4, 4], generator: g) * 0.4;
-        var bright = rand([perClass, 1, 4, 4], generator: g) * 0.4 + 0.6;
+        var dark = rand([perClass, 1, 4, 4], generator: g).Times(0.4);
+        var bright = rand([perClass, 1, 4, 4], generator: g).Times(0.4).Plus(0.6);
         var labels = cat([zeros(perClass, dtype: ScalarType.Int64), ones(perClass, dtype: ScalarType.Int64)]);
         return new LabeledImages(cat([dark, bright]).to_type(ScalarType.Float32), labels, ["dark", "bright"]);
     }
@@ -85,7 +85,7 @@ public class BatchDeviceTests
             devices.Add(x.device.ToString());
             // Class 1 when the mean brightness is above one half.
             var m = x.flatten(1).mean([1]);
-            return stack([0.5f - m, m - 0.5f], 1);
+            return stack([m.RSub(0.5f), m.Minus(0.5f)], 1);
         }
         var options = new RobustnessEvaluatorOptions
         {

@@ -42,7 +42,7 @@ public class CodeConsistencyTests
         }
         var codebook = ((VectorQuantizer)shield.VqVae.Quantizer).Codebook.detach();
         var k = tensor(NearestEuclidean(Rows(Latents(clean).detach()), Rows(codebook)));
-        return (Latents(adversarial) - codebook.index_select(0, k)).square().mean();
+        return (Latents(adversarial) - codebook.index_select(0, k)).Square().mean();
     }
 
     private static Tensor Grad(Parameter p) => p.grad!.detach().clone();
@@ -53,7 +53,7 @@ public class CodeConsistencyTests
         using var scope = NewDisposeScope();
         var (backbone, model) = Build(weight: 2.0);
         var clean = Images(3, 1).requires_grad_(true);
-        var adversarial = (clean.detach() + 0.3 * (Images(3, 2) - 0.5)).clamp(0, 1);
+        var adversarial = clean.detach().Plus(Images(3, 2).Minus(0.5).Times(0.3)).Clamp(0, 1);
         var y = tensor(new long[] { 0, 2, 3 });
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
 
@@ -81,7 +81,7 @@ public class CodeConsistencyTests
 
         expected.backward();
         var encoderHand = Grad(parameters["shield.vqvae.encoder.0.weight"]);
-        Assert.That((encoderWith - encoderPlain - 2 * encoderHand).abs().max().item<float>(), Is.LessThan(1e-4f));
+        Assert.That((encoderWith - encoderPlain - encoderHand.Times(2)).abs().max().item<float>(), Is.LessThan(1e-4f));
         Assert.That(encoderHand.abs().max().item<float>(), Is.GreaterThan(1e-4f));
     }
 
@@ -91,7 +91,7 @@ public class CodeConsistencyTests
         using var scope = NewDisposeScope();
         var (_, model) = Build(weight: 0);
         var clean = Images(2, 3);
-        var adversarial = (clean + 0.1).clamp(0, 1);
+        var adversarial = clean.Plus(0.1).Clamp(0, 1);
         var y = tensor(new long[] { 1, 3 });
         using var a = model.forward(adversarial, y);
         using var b = model.forward(adversarial, y, clean);

@@ -40,8 +40,8 @@ public class DivergenceTests
             if (++_calls != badCall) return loss;
             // sqrt(0 * w) is 0, but its gradient is inf * 0 = NaN: a finite loss with a non-finite gradient.
             var total = viaGradient
-                ? loss.Total + (inner.parameters().First() * 0).sum().sqrt()
-                : loss.Total * float.NaN;
+                ? loss.Total.Plus(inner.parameters().First().Times(0).sum().sqrt())
+                : loss.Total.Times(float.NaN);
             return new TrainingLoss(total, loss.Parts);
         }
     }
@@ -49,8 +49,8 @@ public class DivergenceTests
     private static LabeledImages Brightness()
     {
         var g = new Generator(1);
-        var dark = rand([16, 1, 4, 4], generator: g) * 0.4;
-        var bright = rand([16, 1, 4, 4], generator: g) * 0.4 + 0.6;
+        var dark = rand([16, 1, 4, 4], generator: g).Times(0.4);
+        var bright = rand([16, 1, 4, 4], generator: g).Times(0.4).Plus(0.6);
         var labels = cat([zeros(16, dtype: ScalarType.Int64), ones(16, dtype: ScalarType.Int64)]);
         return new LabeledImages(cat([dark, bright]).to_type(ScalarType.Float32), labels, ["dark", "bright"]);
     }

@@ -41,8 +41,8 @@ public class FusionTrainingTests
 
         // Only the cross-entropy depends on a: d/da CE(s(a) c + (1 - s(a)) r) = s'(a) sum((softmax(f) - onehot) * (c - r)) / B.
         var f = output.Logits.detach();
-        var residual = (f.softmax(1) - nn.functional.one_hot(y, 4).to_type(f.dtype)) / 3;
-        var expected = 0.3 * 0.7 * (residual * (output.CleanLogits.detach() - output.RobustLogits!.detach())).sum();
+        var residual = (f.softmax(1) - nn.functional.one_hot(y, 4).to_type(f.dtype)).Over(3);
+        var expected = (residual * (output.CleanLogits.detach() - output.RobustLogits!.detach())).sum().Times(0.3 * 0.7);
         Assert.That(alpha.grad!.item<float>(), Is.EqualTo(expected.item<float>()).Within(1e-5));
         Assert.That(Math.Abs(alpha.grad!.item<float>()), Is.GreaterThan(1e-6f));
     }
@@ -69,9 +69,9 @@ public class FusionTrainingTests
         // By hand: weights softmax([max p_clean, max p_robust] / T) per sample.
         var c = output.CleanLogits.detach();
         var r = output.RobustLogits!.detach();
-        var scores = stack(new[] { c.softmax(1).max(1).values, r.softmax(1).max(1).values }, 1) / 0.5;
+        var scores = stack(new[] { c.softmax(1).max(1).values, r.softmax(1).max(1).values }, 1).Over(0.5);
         var w = scores.softmax(1);
-        var fused = w[.., 0..1] * c + w[.., 1..2] * r;
+        var fused = (w[.., 0..1] * c).Plus(w[.., 1..2] * r);
         Assert.That((output.Logits.detach() - fused).abs().max().item<float>(), Is.LessThan(1e-5f));
         output.Total.backward();
         foreach (var name in new[] { "prompt_learner.ctx", "shield.vqvae.encoder.0.weight", "shield.cls_projection.linear.weight" })

@@ -28,7 +28,7 @@ public class BadInputTests
     [Test]
     public void PixelRangeCheckNamesNaNInfinityAndTheRange()
     {
-        var x = full(2, 3, 0.5f);
+        var x = ScalarOps.Full([2, 3], 0.5f);
         x[1, 2] = tensor(float.NaN);
         var nan = Assert.Throws<ArgumentException>(() => TensorChecks.RequirePixelRange(x, "images"))!;
         Assert.That(nan.ParamName, Is.EqualTo("images"));
@@ -49,19 +49,19 @@ public class BadInputTests
     {
         var attack = new PgdAttack(new PgdOptions { Steps = 1 });
         Func<Tensor, Tensor> model = x => x.flatten(1)[.., ..2];
-        var x = full(2, 1, 2, 2, 0.5f);
+        var x = ScalarOps.Full([2, 1, 2, 2], 0.5f);
         x[0, 0, 1, 1] = tensor(float.NaN);
         var e1 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, x, tensor(new long[] { 0, 1 })))!;
         Assert.That(e1.ParamName, Is.EqualTo("images"));
         Assert.That(e1.Message, Does.Contain("NaN"));
         x[0, 0, 1, 1] = tensor(float.NegativeInfinity);
         Assert.That(Assert.Throws<ArgumentException>(() => attack.Perturb(model, x, tensor(new long[] { 0, 1 })))!.Message, Does.Contain("infinite"));
-        var e3 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, full(2, 1, 2, 2, 0.5f), tensor(new[] { 0, 1 })))!;
+        var e3 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, ScalarOps.Full([2, 1, 2, 2], 0.5f), tensor(new[] { 0, 1 })))!;
         Assert.That(e3.Message, Does.Contain("int64 [2]").And.Contain("Int32"));
-        var e4 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, full(2, 1, 2, 2, 0.5, dtype: ScalarType.Int64), tensor(new long[] { 0, 1 })))!;
+        var e4 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, ScalarOps.Full([2, 1, 2, 2], 0.5, dtype: ScalarType.Int64), tensor(new long[] { 0, 1 })))!;
         Assert.That(e4.Message, Does.Contain("floating-point").And.Contain("Int64"));
         var metaLabels = empty(new long[] { 2 }, dtype: ScalarType.Int64, device: new Device(DeviceType.META));
-        var e5 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, full(2, 1, 2, 2, 0.5f), metaLabels))!;
+        var e5 = Assert.Throws<ArgumentException>(() => attack.Perturb(model, ScalarOps.Full([2, 1, 2, 2], 0.5f), metaLabels))!;
         Assert.That(e5.ParamName, Is.EqualTo("labels"));
         Assert.That(e5.Message, Does.Contain("labels must be on cpu, the device of the images").And.Contain("meta"));
     }
@@ -133,12 +133,12 @@ public class BadInputTests
     [Test]
     public void LabeledImagesRefusesNaNAndOutOfRangePixels()
     {
-        var x = full(2, 1, 2, 2, 0.5f);
+        var x = ScalarOps.Full([2, 1, 2, 2], 0.5f);
         x[1, 0, 0, 0] = tensor(float.NaN);
         var e = Assert.Throws<ArgumentException>(() => new LabeledImages(x, zeros(2, dtype: ScalarType.Int64), ["a"]))!;
         Assert.That(e.ParamName, Is.EqualTo("images"));
         Assert.That(e.Message, Does.Contain("NaN"));
-        var e2 = Assert.Throws<ArgumentException>(() => new LabeledImages(full(2, 1, 2, 2, 255f), zeros(2, dtype: ScalarType.Int64), ["a"]))!;
+        var e2 = Assert.Throws<ArgumentException>(() => new LabeledImages(ScalarOps.Full([2, 1, 2, 2], 255f), zeros(2, dtype: ScalarType.Int64), ["a"]))!;
         Assert.That(e2.Message, Does.Contain("[255, 255]"));
         using var empty = new LabeledImages(zeros(0, 1, 2, 2), zeros(0, dtype: ScalarType.Int64), ["a"]);
         Assert.That(empty.Count, Is.EqualTo(0));

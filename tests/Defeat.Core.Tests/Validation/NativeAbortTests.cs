@@ -30,12 +30,12 @@ public class NativeAbortTests
 
     private static Tensor Images(int batch) => rand(new long[] { batch, 3, 12, 12 }, generator: new Generator(1));
 
-    private static Tensor Pixels => full(2, 1, 2, 2, 0.5f);
+    private static Tensor Pixels => ScalarOps.Full([2, 1, 2, 2], 0.5f);
 
     private static Tensor TwoLabels => tensor(new long[] { 0, 1 });
 
     // Logits [B, 2] that depend on the pixels.
-    private static Tensor Linear(Tensor x) => x.flatten(1)[.., ..2] * 2;
+    private static Tensor Linear(Tensor x) => x.flatten(1)[.., ..2].Times(2);
 
     [Test]
     public void AttackOnAModelWhoseOutputNeedsNoGradientNamesTheModel()
@@ -47,7 +47,7 @@ public class NativeAbortTests
         {
             ("constant", x => zeros(x.shape[0], 2), "does not require grad"),
             ("no_grad", x => { using var _ = no_grad(); return Linear(x); }, "does not require grad"),
-            ("ignores the images", x => parameter.expand(x.shape[0], 2) * 1, "do not depend on the images"),
+            ("ignores the images", x => parameter.expand(x.shape[0], 2).Times(1), "do not depend on the images"),
         };
         foreach (var (name, model, says) in models)
         {
@@ -105,7 +105,7 @@ public class NativeAbortTests
     public void LabelsOutOfRangeAreArgumentErrorsEverywhereTheyEnter()
     {
         var losses = new[] { AttackLoss.CrossEntropy, AttackLoss.Margin, AttackLoss.Dlr };
-        Func<Tensor, Tensor> threeClasses = x => x.flatten(1)[.., ..3] * 2;
+        Func<Tensor, Tensor> threeClasses = x => x.flatten(1)[.., ..3].Times(2);
         foreach (var loss in losses)
             foreach (var labels in new[] { new long[] { 0, 3 }, new long[] { -1, 0 } })
             {
@@ -130,7 +130,7 @@ public class NativeAbortTests
         data.Labels[2] = tensor(5L);
         var evaluation = Assert.Throws<ArgumentException>(() =>
             new RobustnessEvaluator(new RobustnessEvaluatorOptions { Epsilons = [1.0 / 255] })
-                .Evaluate(new EvaluationSubject("linear", x => x.flatten(1)[.., ..2] * 2), data))!;
+                .Evaluate(new EvaluationSubject("linear", x => x.flatten(1)[.., ..2].Times(2)), data))!;
         Assert.That(evaluation.ParamName, Is.EqualTo("testSet"));
         Assert.That(evaluation.Message, Does.Contain("[0, 5]"));
         using var linear = new LinearClassifier(16, 2, seed: 3);

@@ -29,8 +29,8 @@ public class ApiGuideExampleTests
     private static LabeledImages TwoClasses(int perClass, ulong seed)
     {
         var g = new Generator(seed);
-        var dark = rand([perClass, 1, 8, 8], generator: g) * 0.5;
-        var bright = rand([perClass, 1, 8, 8], generator: g) * 0.5 + 0.5;
+        var dark = rand([perClass, 1, 8, 8], generator: g).Times(0.5);
+        var bright = rand([perClass, 1, 8, 8], generator: g).Times(0.5).Plus(0.5);
         var labels = cat([zeros(perClass, dtype: ScalarType.Int64), ones(perClass, dtype: ScalarType.Int64)]);
         return new LabeledImages(cat([dark, bright]), labels, ["sandal", "coat"]);
     }
@@ -73,7 +73,7 @@ public class ApiGuideExampleTests
         Assert.That(indices.reshape(-1).data<long>().ToArray(), Is.EqualTo(expected));
         Assert.That(quantized.allclose(codes, 0, 0), Is.True);
         // codebook + 0.25 * commitment, both the mean squared distance to the chosen codeword.
-        var mse = (z - codes).pow(2).mean().item<float>();
+        var mse = (z - codes).Square().mean().item<float>();
         Assert.That(loss, Is.EqualTo(1.25 * mse).Within(1e-5 * Math.Max(1, mse)));
     }
 
@@ -90,7 +90,7 @@ public class ApiGuideExampleTests
         Assert.That(result.Indices.shape, Is.EqualTo(new long[] { 3, 4 }));
         var alignment = (nn.functional.normalize(classFeature, dim: -1) - nn.functional.normalize(projected, dim: -1)).abs().mean();
         // The commitment term already carries the quantizer's beta (0.25): 0.1 * (codebook + 0.25 * MSE) = 0.1 * codebook + 0.025 * MSE.
-        var expected = 0.5 * result.ReconstructionLoss + 0.1 * (result.CodebookLoss + result.CommitmentLoss) + 10 * alignment;
+        var expected = result.ReconstructionLoss.Times(0.5).Plus(result.CodebookLoss.Plus(result.CommitmentLoss).Times(0.1)).Plus(alignment.Times(10));
         Assert.That(loss.item<float>(), Is.EqualTo(expected.item<float>()).Within(1e-5));
     }
 
@@ -117,8 +117,8 @@ public class ApiGuideExampleTests
         var robust = randn([4, 3], generator: new Generator(2));
         var (fused, mixture) = ApiGuideExamples.LogitFusionExample(clean, robust);
 
-        Assert.That(fused.allclose((clean + robust) / 2, 1e-6, 1e-6), Is.True);
-        var probabilities = 0.5 * clean.softmax(-1) + 0.5 * robust.softmax(-1);
+        Assert.That(fused.allclose(clean.Plus(robust).Over(2), 1e-6, 1e-6), Is.True);
+        var probabilities = clean.softmax(-1).Times(0.5).Plus(robust.softmax(-1).Times(0.5));
         Assert.That(mixture.exp().allclose(probabilities, 1e-5, 1e-6), Is.True);
     }
 
@@ -179,7 +179,7 @@ public class ApiGuideExampleTests
         using var data = TwoClasses(perClass: 1, seed: 9);
         using var output = model.call(data.Images, data.Labels);
         Assert.That(output.Total.item<float>(), Is.EqualTo(
-            (output.CrossEntropy + 10 * output.AlignmentLoss + 20 * output.TextRegularization + output.VqVaeLoss).item<float>()).Within(1e-4));
+            output.CrossEntropy.Plus(output.AlignmentLoss.Times(10)).Plus(output.TextRegularization.Times(20)).Plus(output.VqVaeLoss).item<float>()).Within(1e-4));
     }
 
     [Test]

@@ -31,15 +31,15 @@ public static class ApiGuideExamples
         // <example:quick-start>
         using var clip = ClipLoader.Load(checkpointPath);                  // state dict or safetensors; TorchScript needs AllowTorchScript
         using var model = DefeatModel.Create(clip, classNames);            // prompt learner + PerturbShield + fusion; CLIP frozen
-        var optimizer = optim.SGD(model.TrainableParameters(), 0.002, momentum: 0.9, weight_decay: 5e-4);
+        using var optimizer = new MomentumSgd(model.TrainableParameters(), 0.002, momentum: 0.9, weightDecay: 5e-4);
         var attack = new PgdAttack(PgdOptions.DefeatTraining(4 / 255.0));  // DEFEAT trains on adversarial images
 
         model.train();
         var adversarial = attack.Perturb(model.AsClassifier(Branch.Fused), images, labels);
         using var output = model.call(adversarial, labels);                // logits of every branch and every loss term
-        optimizer.zero_grad();
+        optimizer.ZeroGrad();
         output.Total.backward();                                           // CE + λ·alignment + μ·text reg. + VQ-VAE loss
-        optimizer.step();
+        optimizer.Step();
 
         model.eval();
         var predicted = model.Logits(images, Branch.Fused).argmax(-1);    // [B] class indices
@@ -54,7 +54,7 @@ public static class ApiGuideExamples
         using var vq = new VectorQuantizer(new VectorQuantizerOptions { CodebookSize = 32, Dim = 16, Seed = 1 });
         using var q = vq.Quantize(z);                // z [..., 16]: any leading dimensions (official: K = 512, D = 256)
         Tensor indices = q.Indices;                  // [...] int64: the nearest codeword of each vector
-        Tensor loss = q.CodebookLoss + q.CommitmentLoss;   // add to the training loss
+        Tensor loss = q.CodebookLoss.Plus(q.CommitmentLoss);   // add to the training loss (ScalarOps: a + b)
         Tensor codes = vq.Lookup(indices);           // [..., 16]: the codewords; q.Quantized has the same values
         // </example:vector-quantizer>
         return (indices.clone(), q.Quantized.detach().clone(), codes.detach(), vq.Codebook.detach().clone(), loss.item<float>());
@@ -72,7 +72,7 @@ public static class ApiGuideExamples
         var result = shield.Shield(grid);                      // grid [B, 4, 16]: the backbone's patch features
         Tensor projected = result.Projected;                   // [B, 16] = W · VQVAE(grid)
         Tensor loss = result.Loss                              // 0.5·rec + 0.1·(codebook + 0.25·commitment MSE)
-            + 10 * shield.AlignmentLoss(classFeature, projected);   // λ · mean |norm(I) − norm(Î_proj)|
+            .Plus(shield.AlignmentLoss(classFeature, projected).Times(10));   // λ · mean |norm(I) − norm(Î_proj)|
         // </example:perturb-shield>
         return (projected, result, loss);
     }

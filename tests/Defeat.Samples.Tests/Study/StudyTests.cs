@@ -34,7 +34,7 @@ public class StudyTests
         {
             _clip.InitializeParameters(seed: 3);
             var g = new Generator(11);
-            _images = new LabeledImages(cat([rand([6, 1, 8, 8], generator: g) * 0.5, rand([6, 1, 8, 8], generator: g) * 0.5 + 0.5]).to_type(ScalarType.Float32),
+            _images = new LabeledImages(cat([rand([6, 1, 8, 8], generator: g).Times(0.5), rand([6, 1, 8, 8], generator: g).Times(0.5).Plus(0.5)]).to_type(ScalarType.Float32),
                 cat([zeros(6, dtype: ScalarType.Int64), ones(6, dtype: ScalarType.Int64)]), ["sandal", "coat"]);
             _test = _images.Subset(FewShotSplit.Stratified(_images.LabelArray(), 2, protocol.TestPerClass, protocol.TestSeed));
             Runner = new StudyRunner(protocol, _clip, _images.ClassNames,
