@@ -29,6 +29,13 @@ public static class ScalarOps
     private static readonly Scalar One = 1.ToScalar();
     private static readonly Scalar Two = 2.ToScalar();
 
+    // Runs op on x with s and disposes s after it returns, so s stays reachable through the native call. The lambdas
+    // are static: no closure is allocated per call.
+    private static Tensor Held(Tensor x, Scalar s, Func<Tensor, Scalar, Tensor> op)
+    {
+        using (s) return op(x, s);
+    }
+
     /// <summary><paramref name="x"/> + <paramref name="y"/>.</summary>
     public static Tensor Plus(this Tensor x, Tensor y) => x.add(y, One);
 
@@ -50,175 +57,79 @@ public static class ScalarOps
     }
 
     /// <summary>In place: <paramref name="x"/> += <paramref name="c"/>.</summary>
-    public static Tensor Plus_(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.add_(s, One);
-    }
+    public static Tensor Plus_(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.add_(s, One));
 
     /// <summary><paramref name="x"/> + <paramref name="c"/>.</summary>
-    public static Tensor Plus(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.add(s, One);
-    }
+    public static Tensor Plus(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.add(s, One));
 
     /// <inheritdoc cref="Plus(Tensor, double)"/>
-    public static Tensor Plus(this Tensor x, long c)
-    {
-        using var s = c.ToScalar();
-        return x.add(s, One);
-    }
+    public static Tensor Plus(this Tensor x, long c) => Held(x, c.ToScalar(), static (t, s) => t.add(s, One));
 
     /// <summary><paramref name="x"/> - <paramref name="c"/>.</summary>
-    public static Tensor Minus(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.sub(s);
-    }
+    public static Tensor Minus(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.sub(s));
 
     /// <inheritdoc cref="Minus(Tensor, double)"/>
-    public static Tensor Minus(this Tensor x, long c)
-    {
-        using var s = c.ToScalar();
-        return x.sub(s);
-    }
+    public static Tensor Minus(this Tensor x, long c) => Held(x, c.ToScalar(), static (t, s) => t.sub(s));
 
     /// <summary>In place: <paramref name="x"/> -= <paramref name="c"/>.</summary>
-    public static Tensor Minus_(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.sub_(s);
-    }
+    public static Tensor Minus_(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.sub_(s));
 
     /// <summary><paramref name="c"/> - <paramref name="x"/> (PyTorch's <c>rsub</c>).</summary>
-    public static Tensor RSub(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.negative().add(s, One);
-    }
+    public static Tensor RSub(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.negative().add(s, One));
 
     /// <summary><paramref name="x"/> * <paramref name="c"/>.</summary>
-    public static Tensor Times(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.mul(s);
-    }
+    public static Tensor Times(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.mul(s));
 
     /// <inheritdoc cref="Times(Tensor, double)"/>
-    public static Tensor Times(this Tensor x, long c)
-    {
-        using var s = c.ToScalar();
-        return x.mul(s);
-    }
+    public static Tensor Times(this Tensor x, long c) => Held(x, c.ToScalar(), static (t, s) => t.mul(s));
 
     /// <summary>In place: <paramref name="x"/> *= <paramref name="c"/>.</summary>
-    public static Tensor Times_(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.mul_(s);
-    }
+    public static Tensor Times_(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.mul_(s));
 
     /// <summary><paramref name="x"/> / <paramref name="c"/>.</summary>
-    public static Tensor Over(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.div(s);
-    }
+    public static Tensor Over(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.div(s));
 
     /// <inheritdoc cref="Over(Tensor, double)"/>
-    public static Tensor Over(this Tensor x, long c)
-    {
-        using var s = c.ToScalar();
-        return x.div(s);
-    }
+    public static Tensor Over(this Tensor x, long c) => Held(x, c.ToScalar(), static (t, s) => t.div(s));
 
     /// <summary>In place: <paramref name="x"/> /= <paramref name="c"/>.</summary>
-    public static Tensor Over_(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.div_(s);
-    }
+    public static Tensor Over_(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.div_(s));
 
     /// <summary><paramref name="c"/> / <paramref name="x"/>, as TorchSharp computes it: <c>x.reciprocal() * c</c>.</summary>
-    public static Tensor RDiv(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.reciprocal().mul(s);
-    }
+    public static Tensor RDiv(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.reciprocal().mul(s));
 
     /// <summary><paramref name="x"/> squared, as TorchSharp's <c>square()</c> computes it: <c>pow(2)</c>.</summary>
     public static Tensor Square(this Tensor x) => x.pow(Two);
 
     /// <summary><paramref name="x"/> raised to <paramref name="exponent"/>.</summary>
-    public static Tensor Pow(this Tensor x, double exponent)
-    {
-        using var s = exponent.ToScalar();
-        return x.pow(s);
-    }
+    public static Tensor Pow(this Tensor x, double exponent) => Held(x, exponent.ToScalar(), static (t, s) => t.pow(s));
 
     /// <inheritdoc cref="Pow(Tensor, double)"/>
-    public static Tensor Pow(this Tensor x, long exponent)
-    {
-        using var s = exponent.ToScalar();
-        return x.pow(s);
-    }
+    public static Tensor Pow(this Tensor x, long exponent) => Held(x, exponent.ToScalar(), static (t, s) => t.pow(s));
 
     /// <summary><paramref name="x"/> &gt; <paramref name="c"/>.</summary>
-    public static Tensor Gt(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.gt(s);
-    }
+    public static Tensor Gt(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.gt(s));
 
     /// <inheritdoc cref="Gt(Tensor, double)"/>
-    public static Tensor Gt(this Tensor x, long c)
-    {
-        using var s = c.ToScalar();
-        return x.gt(s);
-    }
+    public static Tensor Gt(this Tensor x, long c) => Held(x, c.ToScalar(), static (t, s) => t.gt(s));
 
     /// <summary><paramref name="x"/> &gt;= <paramref name="c"/>.</summary>
-    public static Tensor Ge(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.ge(s);
-    }
+    public static Tensor Ge(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.ge(s));
 
     /// <inheritdoc cref="Ge(Tensor, double)"/>
-    public static Tensor Ge(this Tensor x, long c)
-    {
-        using var s = c.ToScalar();
-        return x.ge(s);
-    }
+    public static Tensor Ge(this Tensor x, long c) => Held(x, c.ToScalar(), static (t, s) => t.ge(s));
 
     /// <summary><paramref name="x"/> &lt; <paramref name="c"/>.</summary>
-    public static Tensor Lt(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.lt(s);
-    }
+    public static Tensor Lt(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.lt(s));
 
     /// <inheritdoc cref="Lt(Tensor, double)"/>
-    public static Tensor Lt(this Tensor x, long c)
-    {
-        using var s = c.ToScalar();
-        return x.lt(s);
-    }
+    public static Tensor Lt(this Tensor x, long c) => Held(x, c.ToScalar(), static (t, s) => t.lt(s));
 
     /// <summary><paramref name="x"/> &lt;= <paramref name="c"/>.</summary>
-    public static Tensor Le(this Tensor x, double c)
-    {
-        using var s = c.ToScalar();
-        return x.le(s);
-    }
+    public static Tensor Le(this Tensor x, double c) => Held(x, c.ToScalar(), static (t, s) => t.le(s));
 
     /// <inheritdoc cref="Le(Tensor, double)"/>
-    public static Tensor Le(this Tensor x, long c)
-    {
-        using var s = c.ToScalar();
-        return x.le(s);
-    }
+    public static Tensor Le(this Tensor x, long c) => Held(x, c.ToScalar(), static (t, s) => t.le(s));
 
     /// <summary><paramref name="x"/> clamped to [<paramref name="min"/>, <paramref name="max"/>].</summary>
     public static Tensor Clamp(this Tensor x, double min, double max)
@@ -245,46 +156,22 @@ public static class ScalarOps
     }
 
     /// <summary><paramref name="x"/> clamped from below at <paramref name="min"/>.</summary>
-    public static Tensor ClampMin(this Tensor x, double min)
-    {
-        using var s = min.ToScalar();
-        return x.clamp_min(s);
-    }
+    public static Tensor ClampMin(this Tensor x, double min) => Held(x, min.ToScalar(), static (t, s) => t.clamp_min(s));
 
     /// <inheritdoc cref="ClampMin(Tensor, double)"/>
-    public static Tensor ClampMin(this Tensor x, long min)
-    {
-        using var s = min.ToScalar();
-        return x.clamp_min(s);
-    }
+    public static Tensor ClampMin(this Tensor x, long min) => Held(x, min.ToScalar(), static (t, s) => t.clamp_min(s));
 
     /// <summary>In place: <paramref name="x"/> clamped from below at <paramref name="min"/>.</summary>
-    public static Tensor ClampMin_(this Tensor x, double min)
-    {
-        using var s = min.ToScalar();
-        return x.clamp_min_(s);
-    }
+    public static Tensor ClampMin_(this Tensor x, double min) => Held(x, min.ToScalar(), static (t, s) => t.clamp_min_(s));
 
     /// <summary><paramref name="x"/> clamped from above at <paramref name="max"/>.</summary>
-    public static Tensor ClampMax(this Tensor x, double max)
-    {
-        using var s = max.ToScalar();
-        return x.clamp_max(s);
-    }
+    public static Tensor ClampMax(this Tensor x, double max) => Held(x, max.ToScalar(), static (t, s) => t.clamp_max(s));
 
     /// <inheritdoc cref="ClampMax(Tensor, double)"/>
-    public static Tensor ClampMax(this Tensor x, long max)
-    {
-        using var s = max.ToScalar();
-        return x.clamp_max(s);
-    }
+    public static Tensor ClampMax(this Tensor x, long max) => Held(x, max.ToScalar(), static (t, s) => t.clamp_max(s));
 
     /// <summary>In place: every element of <paramref name="x"/> set to <paramref name="value"/>.</summary>
-    public static Tensor Fill_(this Tensor x, double value)
-    {
-        using var s = value.ToScalar();
-        return x.fill_(s);
-    }
+    public static Tensor Fill_(this Tensor x, double value) => Held(x, value.ToScalar(), static (t, s) => t.fill_(s));
 
     /// <summary><paramref name="x"/> with <paramref name="value"/> where <paramref name="mask"/> is true.</summary>
     public static Tensor MaskedFill(this Tensor x, Tensor mask, double value)

@@ -1,8 +1,5 @@
 using Defeat.Attacks;
-using Defeat.Data;
 using Defeat.Model;
-using Defeat.Prompting;
-using Defeat.Shield;
 using Defeat.Tests.Fakes;
 using Defeat.Training;
 
@@ -17,8 +14,6 @@ namespace Defeat.Tests.Reliability;
 [NonParallelizable]
 public class CollectionPressureTests
 {
-    private static readonly string[] Classes = { "cat", "dog", "red car", "bird" };
-
     /// <summary>A thread that allocates and collects the youngest generation in a loop, as often as it can.</summary>
     private sealed class Collector : IDisposable
     {
@@ -45,21 +40,12 @@ public class CollectionPressureTests
         }
     }
 
-    private static DefeatModel Model()
-    {
-        var backbone = new FakeBackbone(seed: 3);
-        manual_seed(4);
-        return DefeatModel.Create(backbone, Classes, promptOptions: new PromptLearnerOptions { ContextLength = 4, Seed = 1 },
-            shieldOptions: new PerturbShieldOptions { HiddenDim = 4, CodebookSize = 16 });
-    }
-
     /// <summary>Trains for <paramref name="steps"/> steps (one batch per epoch), then attacks; returns the weights and the images.</summary>
     private static float[] TrainAndAttack(int steps)
     {
         using var scope = NewDisposeScope();
-        using var model = Model();
-        var g = new Generator(9);
-        using var data = new LabeledImages(rand([4, 3, 12, 12], generator: g), randint(0, Classes.Length, [4], generator: g), Classes);
+        using var model = TinyDefeat.Model();
+        using var data = TinyDefeat.Data(4);
         new DefeatTrainer(new DefeatTrainerOptions
         {
             Epochs = steps, WarmupEpochs = 0, BatchSize = 4, LearningRate = 0.01, Seed = 3,

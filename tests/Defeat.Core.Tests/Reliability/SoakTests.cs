@@ -1,9 +1,6 @@
 using System.Globalization;
 using Defeat.Attacks;
-using Defeat.Data;
 using Defeat.Model;
-using Defeat.Prompting;
-using Defeat.Shield;
 using Defeat.Tests.Fakes;
 using Defeat.Training;
 
@@ -23,22 +20,6 @@ public class SoakTests
 {
     private static int Steps =>
         int.TryParse(Environment.GetEnvironmentVariable("DEFEAT_SOAK_STEPS"), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= 20 ? n : 200;
-
-    private static readonly string[] Classes = { "cat", "dog", "red car", "bird" };
-
-    private static DefeatModel Model()
-    {
-        var backbone = new FakeBackbone(seed: 3);
-        manual_seed(4);
-        return DefeatModel.Create(backbone, Classes, promptOptions: new PromptLearnerOptions { ContextLength = 4, Seed = 1 },
-            shieldOptions: new PerturbShieldOptions { HiddenDim = 4, CodebookSize = 16 });
-    }
-
-    private static LabeledImages Data(int count)
-    {
-        var g = new Generator(9);
-        return new LabeledImages(rand([count, 3, 12, 12], generator: g), randint(0, Classes.Length, [count], generator: g), Classes);
-    }
 
     /// <summary>RSS (bytes) and live tensors after collecting garbage, so finalisable wrappers do not count.</summary>
     private static (long Rss, long LiveTensors) Sample()
@@ -104,8 +85,8 @@ public class SoakTests
     {
         int steps = Steps;
         using var oneThread = new SingleThreaded();
-        using var model = Model();
-        using var data = Data(4);
+        using var model = TinyDefeat.Model();
+        using var data = TinyDefeat.Data(4);
         var recorder = new Recorder(steps);
         // One step per epoch (the batch is the whole set), so Epochs = steps; a one-step attack keeps each step cheap.
         new DefeatTrainer(new DefeatTrainerOptions
@@ -121,9 +102,9 @@ public class SoakTests
     {
         int steps = Steps;
         using var oneThread = new SingleThreaded();
-        using var model = Model();
+        using var model = TinyDefeat.Model();
         model.eval();
-        using var data = Data(4);
+        using var data = TinyDefeat.Data(4);
         Tensor text;
         using (no_grad()) text = model.TextFeatures();
         using var classifier = model.AsClassifier(Branch.Fused, text);
