@@ -73,7 +73,7 @@ public static class StudyCommand
                 seed => new PromptLearnerOptions { Seed = (ulong)seed }, folder, loggers);
             var cells = StudyRunner.Plan(chosen, seedList, i, n);
             AnsiConsole.MarkupLineInterpolated($"Study in [bold]{folder}[/]: {cells.Count} cells in shard {i}/{n}; protocol {settings.Fingerprint()}");
-            int ran = SpectreProgress.Run(progress => runner.Run(cells, progress, CancellationToken.None));
+            int ran = SpectreProgress.Run(progress => runner.Run(cells, progress, ct));
             AnsiConsole.MarkupLineInterpolated($"{ran} cells run, {cells.Count - ran - runner.Diverged.Count} found done, {runner.Diverged.Count} diverged.");
             foreach (var (config, seed, reason) in runner.Diverged)
                 AnsiConsole.MarkupLineInterpolated($"[yellow]{config} seed {seed} diverged (no cell written):[/] {reason}");
