@@ -130,7 +130,7 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
 
         for (int e = 0; e < Epsilons.Count; e++)
         {
-            var attacks = Configurations.SelectMany(c => c.ByAttack[e].Keys).Distinct().ToList();
+            var attacks = MergedOrder(Configurations.Select(c => c.ByAttack[e].Keys.ToList()));
             md.AppendLine().AppendLine(Protocol.Contains("survivors-only", StringComparison.Ordinal)
                 ? $"Accuracy after each attack and every attack before it, in the order run, at {Eps(Epsilons[e])} (each attack ran only on the images still standing; mean over seeds):"
                 : $"Accuracy under each attack alone at {Eps(Epsilons[e])} (mean over seeds; the worst case is the robust column above):").AppendLine();
@@ -140,5 +140,22 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
                 md.AppendLine("| " + c.Configuration + " | " + string.Join(" | ", attacks.Select(a => c.ByAttack[e].TryGetValue(a, out var v) ? Pct(v) : "-")) + " |");
         }
         return md.ToString();
+    }
+
+    /// <summary>
+    /// Every configuration's attacks in the order they ran, as one header: the longest order first, and an attack it lacks
+    /// (a branch attack of another kind of model) placed right after the attack it followed. A plain union in order of
+    /// first appearance would put a later attack of the first configuration before an earlier one of the next, and under
+    /// a survivors-only protocol the columns must read left to right in the order run.
+    /// </summary>
+    public static List<string> MergedOrder(IEnumerable<IReadOnlyList<string>> orders)
+    {
+        var lists = orders.OrderByDescending(o => o.Count).ToList();
+        var merged = lists.Count == 0 ? [] : new List<string>(lists[0]);
+        foreach (var order in lists.Skip(1))
+            for (int i = 0; i < order.Count; i++)
+                if (!merged.Contains(order[i]))
+                    merged.Insert(i == 0 ? 0 : merged.IndexOf(order[i - 1]) + 1, order[i]);
+        return merged;
     }
 }

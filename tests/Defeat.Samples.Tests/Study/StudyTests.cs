@@ -68,6 +68,19 @@ public class StudyTests
     }
 
     [Test]
+    public void AttackColumnsFollowTheOrderRunWhenConfigurationsRanDifferentSuites()
+    {
+        // As the AutoAttack cells: zero-shot has no branch attacks; DEFEAT ran three more, between and after its own.
+        string[] zeroShot = ["aa-apgd-ce/fused", "aa-square/fused", "pgd-ce/fused", "pgd-dlr/fused"];
+        string[] defeat = ["aa-apgd-ce/fused", "aa-square/fused", "pgd-ce/fused", "pgd-ce/clean", "pgd-ce/robust", "pgd-dlr/fused", "pgd-softvq/fused"];
+        Assert.That(StudySummary.MergedOrder([zeroShot, defeat]), Is.EqualTo(defeat));
+        // An attack only the shorter list has goes right after its predecessor there.
+        Assert.That(StudySummary.MergedOrder([["a", "b", "c"], ["a", "x", "b"]]), Is.EqualTo(new[] { "a", "x", "b", "c" }));
+        Assert.That(StudySummary.MergedOrder([["b", "c"], ["x"]]), Is.EqualTo(new[] { "x", "b", "c" }));
+        Assert.That(StudySummary.MergedOrder([]), Is.Empty);
+    }
+
+    [Test]
     public void SummaryIsComputedFromCellsAloneAndPairsImagesWithTheBaseline()
     {
         // Two seeds of 4 images each. apt robust: 1100 / 1000; official robust: 1110 / 1101.
