@@ -14,7 +14,11 @@ namespace Defeat.Tests.Reliability;
 [NonParallelizable]
 public class CollectionPressureTests
 {
-    /// <summary>A thread that allocates and collects the youngest generation in a loop, as often as it can.</summary>
+    /// <summary>
+    /// A thread that allocates and collects the youngest generation about every 50 microseconds. The pause matters: a
+    /// thread that collects without pause can starve the test thread (every return from native code waits for the
+    /// collection in progress), and the test then never ends.
+    /// </summary>
     private sealed class Collector : IDisposable
     {
         private volatile bool _stop;
@@ -24,10 +28,13 @@ public class CollectionPressureTests
         {
             _thread = new Thread(() =>
             {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
                 while (!_stop)
                 {
                     _ = new byte[1024];
                     GC.Collect(0);
+                    long next = clock.ElapsedTicks + System.Diagnostics.Stopwatch.Frequency / 20_000;
+                    while (clock.ElapsedTicks < next) Thread.SpinWait(20);
                 }
             }) { IsBackground = true, Name = "collector" };
             _thread.Start();
@@ -41,7 +48,7 @@ public class CollectionPressureTests
     }
 
     /// <summary>Trains for <paramref name="steps"/> steps (one batch per epoch), then attacks; returns the weights and the images.</summary>
-    private static float[] TrainAndAttack(int steps)
+    private static float[] TrainAndAttack(int steps, CancellationToken cancellationToken = default)
     {
         using var scope = NewDisposeScope();
         using var model = TinyDefeat.Model();
@@ -50,13 +57,13 @@ public class CollectionPressureTests
         {
             Epochs = steps, WarmupEpochs = 0, BatchSize = 4, LearningRate = 0.01, Seed = 3,
             Attack = PgdOptions.DefeatTraining(4.0 / 255) with { Steps = 2 },
-        }).Train(model, data);
+        }).Train(model, data, cancellationToken: cancellationToken);
         model.eval();
         Tensor text;
         using (no_grad()) text = model.TextFeatures();
         using var classifier = model.AsClassifier(Branch.Fused, text);
         var adversarial = new PgdAttack(new PgdOptions { Epsilon = 4.0 / 255, StepSize = 1.0 / 255, Steps = 10, Seed = 5 })
-            .Perturb(classifier, data.Images, data.Labels);
+            .Perturb(classifier, data.Images, data.Labels, cancellationToken);
         var weights = model.TrainableParameters().Select(p => p.detach().flatten()).Append(adversarial.flatten());
         return cat(weights.ToArray()).data<float>().ToArray();
     }
@@ -71,7 +78,9 @@ public class CollectionPressureTests
         for (int run = 0; run < 3; run++)
         {
             float[] pressed;
-            using (new Collector()) pressed = TrainAndAttack(steps);
+            // A deadline, so that a starved run fails here instead of holding up the whole suite.
+            using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+            using (new Collector()) pressed = TrainAndAttack(steps, deadline.Token);
             Assert.That(pressed, Is.EqualTo(quiet), $"run {run} under collection pressure differs from the quiet run");
         }
     }
