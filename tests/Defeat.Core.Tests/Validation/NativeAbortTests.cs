@@ -18,16 +18,6 @@ namespace Defeat.Tests.Validation;
 /// politely without them; the abort was seen by running the same calls once without the checks (docs/reliability.md).</remarks>
 public class NativeAbortTests
 {
-    private static readonly string[] Classes = { "cat", "dog", "red car", "bird" };
-
-    private static DefeatModel Model()
-    {
-        var backbone = new FakeBackbone(seed: 3);
-        manual_seed(4);
-        return DefeatModel.Create(backbone, Classes, promptOptions: new PromptLearnerOptions { ContextLength = 4, Seed = 1 },
-            shieldOptions: new PerturbShieldOptions { HiddenDim = 4, CodebookSize = 16 });
-    }
-
     private static Tensor Images(int batch) => rand(new long[] { batch, 3, 12, 12 }, generator: new Generator(1));
 
     private static Tensor Pixels => ScalarOps.Full([2, 1, 2, 2], 0.5f);
@@ -78,7 +68,7 @@ public class NativeAbortTests
     public void TextFeaturesOfAnotherWidthDtypeOrRowCountAreArgumentErrors()
     {
         // Width and dtype aborted the test host (matmul); the row count was checked before.
-        using var model = Model();
+        using var model = TinyDefeat.Model();
         Tensor text;
         using (no_grad()) text = model.TextFeatures();
         Assert.That(text.shape, Is.EqualTo(new long[] { 4, 8 }));
