@@ -32,6 +32,8 @@ public static class QuantizerProbe
             var picked = e.index_select(0, indices);
             var buffer = torch.empty(shape.M, shape.K);
             var usage = torch.bincount(indices, minlength: shape.K);
+            var products = torch.mm(z, eT);
+            var found = torch.empty(shape.M, dtype: ScalarType.Int64);
             var ops = new (string Name, Action Run)[]
             {
                 ("bare mm (fresh output) = 1.00", () => { using var s = torch.NewDisposeScope(); torch.mm(z, eT); }),
@@ -45,11 +47,32 @@ public static class QuantizerProbe
                 ("row argmin(1) of [M, K]", () => { using var s = torch.NewDisposeScope(); scores.argmin(1); }),
                 ("column min(0) of [K, M] (transposed scores)", () => { using var s = torch.NewDisposeScope(); scoresT.min(0); }),
                 ("row amin(1) (values only)", () => { using var s = torch.NewDisposeScope(); scores.amin(1); }),
+                ("RowArgMin of mm's [M, K] (bias folded in)", () => RowArgMin.Into(products, bias, found)),
+                ("mm in cache-sized row chunks", () =>
+                {
+                    using var s = torch.NewDisposeScope();
+                    long rows = NearestCodeSearch.CacheRows(shape.K, 4, long.MaxValue);
+                    for (long start = 0; start < shape.M; start += rows)
+                    {
+                        using var c = torch.NewDisposeScope();
+                        torch.mm(z.narrow(0, start, Math.Min(rows, shape.M - start)), eT);
+                    }
+                }),
                 ("NearestCodeSearch.Find", () => { using var s = torch.NewDisposeScope(); NearestCodeSearch.Find(z, e, QuantizerDistance.Euclidean, NearestCodeSearch.ChunkRows(shape.K, 4, VectorQuantizerOptions.DefaultMaxDistanceBytes)); }),
                 ("index_select codewords [M, D]", () => { using var s = torch.NewDisposeScope(); e.index_select(0, indices); }),
                 ("mse_loss(z, e_picked)", () => { using var s = torch.NewDisposeScope(); nn.functional.mse_loss(z, picked); }),
                 ("bincount(indices, K)", () => { using var s = torch.NewDisposeScope(); torch.bincount(indices, minlength: shape.K); }),
                 ("CodebookUsage.Perplexity", () => { using var s = torch.NewDisposeScope(); CodebookUsage.Perplexity(usage); }),
+                ("forward as before (addmm, min, index_select, mse_loss, ...)", () =>
+                {
+                    // The quantizer's no-gradient forward before RowArgMin and CodewordGather, op for op.
+                    using var s = torch.NewDisposeScope();
+                    var b = e.Square().sum(1);
+                    var idx = torch.addmm(b, z, eT, beta: 1, alpha: -2).min(1).indexes;
+                    var picked = e.index_select(0, idx);
+                    nn.functional.mse_loss(z, picked).Times(0.25);
+                    CodebookUsage.Perplexity(torch.bincount(idx, minlength: shape.K));
+                }),
                 ("VectorQuantizer forward (Benchmarks.Forward)", () => bench.Forward()),
             };
             var medians = StepProfile.InterleavedMedians(ops.Select(o => o.Run).ToList(), rounds: 41);

@@ -127,22 +127,29 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         // z and e as the losses and the output see them (unit vectors in cosine mode).
         Tensor codes = cosine ? functional.normalize(Codebook, p: 2, dim: 1) : Codebook;
         Tensor zLoss = cosine ? functional.normalize(z, p: 2, dim: 1) : z;
-        Tensor e = codes.index_select(0, indices);
-
-        Tensor codebookLoss, commitmentLoss;
-        if (m == 0)
+        // Without autograd the two losses share one value: compute it once, on the CPU in the gather's own pass.
+        bool shared = m > 0 && (!gradEnabled || (!zLoss.requires_grad && !codes.requires_grad));
+        Tensor e, codebookLoss, commitmentLoss;
+        if (shared && CodewordGather.Supports(codes, zLoss))
         {
-            codebookLoss = torch.zeros(Array.Empty<long>(), dtype: input.dtype, device: input.device);
-            commitmentLoss = torch.zeros(Array.Empty<long>(), dtype: input.dtype, device: input.device);
+            (e, codebookLoss) = CodewordGather.PickWithError(codes, indices, zLoss);
+            commitmentLoss = codebookLoss.Times(Options.CommitmentWeight);
         }
-        else if (!gradEnabled || (!zLoss.requires_grad && !e.requires_grad))
+        else if (shared)
         {
-            // Without autograd the two losses share one value: compute it once.
+            e = codes.index_select(0, indices);
             codebookLoss = functional.mse_loss(zLoss, e);
             commitmentLoss = codebookLoss.Times(Options.CommitmentWeight);
         }
+        else if (m == 0)
+        {
+            e = codes.index_select(0, indices);
+            codebookLoss = torch.zeros(Array.Empty<long>(), dtype: input.dtype, device: input.device);
+            commitmentLoss = torch.zeros(Array.Empty<long>(), dtype: input.dtype, device: input.device);
+        }
         else
         {
+            e = codes.index_select(0, indices);
             codebookLoss = functional.mse_loss(e, zLoss.detach());
             commitmentLoss = functional.mse_loss(zLoss, e.detach()).Times(Options.CommitmentWeight);
         }
