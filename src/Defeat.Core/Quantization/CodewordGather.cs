@@ -19,9 +19,13 @@ namespace Defeat.Quantization;
 /// </remarks>
 internal static class CodewordGather
 {
-    /// <summary>Whether the kernel can take these tensors (CPU, contiguous, float32 or float64 of one dtype, 2-D, D equal).</summary>
+    /// <summary>
+    /// Whether the kernel takes these tensors: CPU, contiguous, float32 or float64 of one dtype, 2-D, D equal, and one
+    /// libtorch thread (the pass is single-threaded; with more threads libtorch's parallel ops are as fast or faster).
+    /// </summary>
     public static bool Supports(Tensor codes, Tensor inputs)
-        => codes.device_type == DeviceType.CPU && inputs.device_type == DeviceType.CPU
+        => torch.get_num_threads() == 1
+           && codes.device_type == DeviceType.CPU && inputs.device_type == DeviceType.CPU
            && codes.dim() == 2 && inputs.dim() == 2 && codes.shape[1] == inputs.shape[1]
            && (codes.dtype == ScalarType.Float32 || codes.dtype == ScalarType.Float64) && inputs.dtype == codes.dtype
            && codes.is_contiguous() && inputs.is_contiguous()

@@ -10,9 +10,9 @@ namespace Defeat.Quantization;
 /// </summary>
 /// <remarks>
 /// One fused <c>addmm(|e|^2, z, e^T, beta: 1, alpha: -2)</c> per chunk of rows, then the row minimum.
-/// On the CPU each chunk is a bare <c>mm</c> whose rows <see cref="RowArgMin"/> turns into indices in one pass,
-/// bias included (the same scores and libtorch's <c>min(dim)</c> semantics, several times faster); elsewhere
-/// <c>min(dim)</c>, which also returns the first minimum on ties.
+/// On the CPU with one libtorch thread each chunk is a bare <c>mm</c> whose rows <see cref="RowArgMin"/> turns into
+/// indices in one pass, bias included (the same scores and libtorch's <c>min(dim)</c> semantics, several times faster);
+/// otherwise <c>min(dim)</c>, which also returns the first minimum on ties.
 /// The <c>|z|^2</c> term is left out (it is the same for every code of a row), <c>|e|^2</c> is
 /// computed once per call, and rows are processed in chunks so that the <c>[rows, K]</c> score
 /// matrix stays bounded; the <c>[M, K, D]</c> broadcast is never formed. No gradient is recorded.
@@ -83,8 +83,10 @@ public static class NearestCodeSearch
         // A transposed view: mm and addmm pass it to GEMM as a transpose flag, no copy.
         Tensor codesT = codes.t();
 
-        // On the CPU the bias and the row minimum are one pass over each chunk's inner products (RowArgMin).
-        bool fused = inputs.device_type == DeviceType.CPU && bias.is_contiguous() && m * codes.shape[0] > 0;
+        // On one CPU thread the bias and the row minimum are one pass over each cache-sized chunk's inner products
+        // (RowArgMin). With more libtorch threads the single-threaded pass and the smaller GEMMs lose to addmm + min,
+        // both parallel (docs/benchmarks.md), so that path stays.
+        bool fused = inputs.device_type == DeviceType.CPU && torch.get_num_threads() == 1 && bias.is_contiguous() && m * codes.shape[0] > 0;
         if (fused)
             chunkRows = CacheRows(codes.shape[0], inputs.element_size(), chunkRows);
         Tensor indices = torch.empty(m, dtype: ScalarType.Int64, device: inputs.device);

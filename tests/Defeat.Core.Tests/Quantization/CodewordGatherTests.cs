@@ -50,9 +50,18 @@ public class CodewordGatherTests
     }
 
     [Test]
-    public void TheQuantizersNoGradientForwardKeepsItsMeaning([Values] QuantizerDistance distance)
+    public void TheQuantizersNoGradientForwardKeepsItsMeaning([Values] QuantizerDistance distance, [Values(1, 2)] int threads)
     {
-        // Under no_grad the quantizer takes this path: its outputs must be what the autograd path computes.
+        // Under no_grad on one thread the quantizer takes this path (with two, libtorch's ops): either way its outputs
+        // must be what the autograd path computes.
+        int previous = get_num_threads();
+        set_num_threads(threads);
+        try { NoGradientForwardAgrees(distance); }
+        finally { set_num_threads(previous); }
+    }
+
+    private static void NoGradientForwardAgrees(QuantizerDistance distance)
+    {
         using var scope = NewDisposeScope();
         using var quantizer = new VectorQuantizer(new VectorQuantizerOptions { CodebookSize = 16, Dim = 8, InitScale = 1.0, Distance = distance, CommitmentWeight = 0.25 });
         quantizer.eval();

@@ -151,7 +151,16 @@ public class RowArgMinTests
     }
 
     [Test]
-    public void NearestCodeSearchGivesTheBruteForceNearestCodeAtEveryChunkSize([Values(1L, 7L, 64L, 1000L)] long chunkRows)
+    public void NearestCodeSearchGivesTheBruteForceNearestCodeAtEveryChunkSize([Values(1L, 7L, 64L, 1000L)] long chunkRows, [Values(1, 2)] int threads)
+    {
+        // One libtorch thread takes RowArgMin, two take addmm + min: both must find the nearest code.
+        int previous = get_num_threads();
+        set_num_threads(threads);
+        try { NearestCodeAgrees(chunkRows); }
+        finally { set_num_threads(previous); }
+    }
+
+    private static void NearestCodeAgrees(long chunkRows)
     {
         // The whole search against the distances written out, |z - e|^2 for every pair, in float64.
         using var scope = NewDisposeScope();
