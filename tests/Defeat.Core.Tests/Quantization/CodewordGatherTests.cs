@@ -1,5 +1,6 @@
 using Defeat;
 using Defeat.Quantization;
+using Defeat.Tests.Reliability;
 
 namespace Defeat.Tests.Quantization;
 
@@ -54,10 +55,8 @@ public class CodewordGatherTests
     {
         // Under no_grad on one thread the quantizer takes this path (with two, libtorch's ops): either way its outputs
         // must be what the autograd path computes.
-        int previous = get_num_threads();
-        set_num_threads(threads);
-        try { NoGradientForwardAgrees(distance); }
-        finally { set_num_threads(previous); }
+        using var count = new TorchThreadCount(threads);
+        NoGradientForwardAgrees(distance);
     }
 
     private static void NoGradientForwardAgrees(QuantizerDistance distance)

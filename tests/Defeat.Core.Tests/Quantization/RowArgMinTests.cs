@@ -1,5 +1,6 @@
 using Defeat;
 using Defeat.Quantization;
+using Defeat.Tests.Reliability;
 
 namespace Defeat.Tests.Quantization;
 
@@ -154,10 +155,8 @@ public class RowArgMinTests
     public void NearestCodeSearchGivesTheBruteForceNearestCodeAtEveryChunkSize([Values(1L, 7L, 64L, 1000L)] long chunkRows, [Values(1, 2)] int threads)
     {
         // One libtorch thread takes RowArgMin, two take addmm + min: both must find the nearest code.
-        int previous = get_num_threads();
-        set_num_threads(threads);
-        try { NearestCodeAgrees(chunkRows); }
-        finally { set_num_threads(previous); }
+        using var count = new TorchThreadCount(threads);
+        NearestCodeAgrees(chunkRows);
     }
 
     private static void NearestCodeAgrees(long chunkRows)
