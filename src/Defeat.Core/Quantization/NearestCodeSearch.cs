@@ -43,7 +43,10 @@ public static class NearestCodeSearch
     /// <param name="chunkRows">The caller's bound (memory).</param>
     /// <returns>The chunk size in rows.</returns>
     public static long CacheRows(long codebookSize, long elementSize, long chunkRows)
-        => Math.Min(chunkRows, Math.Max(64, CacheChunkBytes / (codebookSize * elementSize)));
+        => Math.Min(chunkRows, Math.Max(MinCacheRows, CacheChunkBytes / (codebookSize * elementSize)));
+
+    /// <summary>Fewest rows of a cache-sized chunk (and of the last one, which takes the remainder below it).</summary>
+    public const long MinCacheRows = 64;
 
     /// <summary>
     /// Finds the index of the nearest codeword for each row of <paramref name="inputs"/>.
@@ -87,13 +90,15 @@ public static class NearestCodeSearch
         // (RowArgMin). With more libtorch threads the single-threaded pass and the smaller GEMMs lose to addmm + min,
         // both parallel (docs/benchmarks.md), so that path stays.
         bool fused = inputs.device_type == DeviceType.CPU && torch.get_num_threads() == 1 && bias.is_contiguous() && m * codes.shape[0] > 0;
-        if (fused)
-            chunkRows = CacheRows(codes.shape[0], inputs.element_size(), chunkRows);
+        long step = fused ? CacheRows(codes.shape[0], inputs.element_size(), chunkRows) : chunkRows;
         Tensor indices = torch.empty(m, dtype: ScalarType.Int64, device: inputs.device);
-        for (long start = 0; start < m; start += chunkRows)
+        for (long start = 0, rows; start < m; start += rows)
         {
             using var chunkScope = torch.NewDisposeScope();
-            long rows = Math.Min(chunkRows, m - start);
+            rows = Math.Min(step, m - start);
+            // A last chunk of a few rows would take libtorch's matrix-vector path: the chunk before takes them.
+            if (fused && m - start - rows is > 0 and < MinCacheRows)
+                rows = Math.Min(m - start, chunkRows);
             Tensor chunk = inputs.narrow(0, start, rows);
             Tensor? products = fused ? torch.mm(chunk, codesT) : null;
             if (products is not null && RowArgMin.Supports(products))

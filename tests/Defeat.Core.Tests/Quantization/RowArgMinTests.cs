@@ -152,6 +152,22 @@ public class RowArgMinTests
     }
 
     [Test]
+    public void OnOneThreadTheSearchGivesAddmmsIndicesWhateverTheRowCount([Values(1, 63, 64, 65, 127, 128, 129, 191, 1000, 1568)] int m)
+    {
+        // The cache-sized chunks (128 rows at K = 512, D = 32) and the last chunk, which takes a remainder under 64 rows
+        // rather than leave it to libtorch's matrix-vector path, must leave every index as one whole addmm + min gives it.
+        using var one = new SingleThreaded();
+        using var scope = NewDisposeScope();
+        var generator = new Generator((ulong)m);
+        var z = randn(new long[] { m, 32 }, generator: generator).Times(30);
+        var codes = randn(new long[] { 512, 32 }, generator: generator).Times(0.01);
+        var bias = codes.Square().sum(1);
+        long[] expected = addmm(bias, z, codes.t(), beta: 1, alpha: -2).min(1).indexes.data<long>().ToArray();
+        long[] found = NearestCodeSearch.Find(z, codes, QuantizerDistance.Euclidean, 1L << 40).data<long>().ToArray();
+        Assert.That(found, Is.EqualTo(expected));
+    }
+
+    [Test]
     public void NearestCodeSearchGivesTheBruteForceNearestCodeAtEveryChunkSize([Values(1L, 7L, 64L, 1000L)] long chunkRows, [Values(1, 2)] int threads)
     {
         // One libtorch thread takes RowArgMin, two take addmm + min: both must find the nearest code.
