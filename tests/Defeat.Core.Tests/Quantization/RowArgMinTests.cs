@@ -152,9 +152,9 @@ public class RowArgMinTests
     }
 
     [Test]
-    public void OnOneThreadTheSearchGivesAddmmsIndicesWhateverTheRowCount([Values(1, 63, 64, 65, 127, 128, 129, 191, 1000, 1568)] int m)
+    public void OnOneThreadTheSearchGivesAddmmsIndicesWhateverTheRowCount([Values(1, 63, 64, 255, 256, 257, 319, 320, 1000, 1568)] int m)
     {
-        // The cache-sized chunks (128 rows at K = 512, D = 32) and the last chunk, which takes a remainder under 64 rows
+        // The cache-sized chunks (256 rows at K = 512) and the last chunk, which takes a remainder under 64 rows
         // rather than leave it to libtorch's matrix-vector path, must leave every index as one whole addmm + min gives it.
         using var one = new SingleThreaded();
         using var scope = NewDisposeScope();
