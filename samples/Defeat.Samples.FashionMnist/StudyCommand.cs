@@ -76,7 +76,7 @@ public static class StudyCommand
             int ran = SpectreProgress.Run(progress => runner.Run(cells, progress, ct));
             AnsiConsole.MarkupLineInterpolated($"{ran} cells run, {cells.Count - ran - runner.Diverged.Count} found done, {runner.Diverged.Count} diverged.");
             foreach (var (config, seed, reason) in runner.Diverged)
-                AnsiConsole.MarkupLineInterpolated($"[yellow]{config} seed {seed} diverged (no cell written):[/] {reason}");
+                AnsiConsole.MarkupLineInterpolated($"[yellow]{config} seed {seed} diverged (no cell; recorded as {config}--seed{seed}.diverged):[/] {reason}");
             WriteSummary(runner.CellFolder, folder);
         })));
 
@@ -105,7 +105,11 @@ public static class StudyCommand
     private static void WriteSummary(string cellFolder, string folder)
     {
         var summary = StudySummary.FromFolder(cellFolder);
-        string markdown = summary.Markdown();
+        // Paired with the frozen backbone too: a baseline that failed on one seed makes any gain against it look large.
+        string? versusBackbone = summary.Configurations.Any(c => c.Configuration == StudyConfigurations.Backbone)
+            ? StudySummary.FromFolder(cellFolder, StudyConfigurations.Backbone).PairedMarkdown(StudyConfigurations.Backbone)
+            : null;
+        string markdown = summary.Markdown(extraPaired: versusBackbone);
         string path = Path.Combine(folder, "summary.md");
         Defeat.Checkpoints.AtomicFile.WriteAllText(path, markdown);
         Console.Out.WriteLine(markdown); // plain: markdown must not be wrapped at the console width

@@ -49,6 +49,10 @@ public static class StudyConfigurations
     /// <summary>Name of the APT-style baseline (learned prompts, adversarial training, no shield, no text regulariser).</summary>
     public const string Baseline = "apt";
 
+    /// <summary>Name of the frozen backbone with its hand-written prompts: the floor a defence must beat, and the second
+    /// baseline of the summary (a trained baseline can fail on a seed; the backbone cannot).</summary>
+    public const string Backbone = "zero-shot";
+
     /// <summary>The official shield (half the feature width, 512 codes, gradient-trained codebook at U(-1/512, 1/512)).</summary>
     public static PerturbShieldOptions Official(IVisionLanguageBackbone backbone) => new()
     {

@@ -68,6 +68,12 @@ public sealed class StudyRunner(
                 log.LogInformation("{Cell}: done before, skipped", Path.GetFileName(path));
                 continue;
             }
+            string divergedPath = Path.Combine(CellFolder, DivergedCell.FileName(configuration.Name, seed));
+            if (File.Exists(divergedPath))
+            {
+                log.LogInformation("{Cell}: diverged before, skipped (delete the file to try again)", Path.GetFileName(divergedPath));
+                continue;
+            }
             ct.ThrowIfCancellationRequested();
             StudyCell cell;
             try
@@ -76,10 +82,12 @@ public sealed class StudyRunner(
             }
             catch (TrainingDivergedException e)
             {
-                // A configuration that diverges is a result, not a crash: the other cells still run. No file is written,
-                // so the cell stays visible as missing (Diverged lists it) and a rerun tries it again.
+                // A configuration that diverges is a result, not a crash: the other cells still run, and a .diverged file
+                // (no cell) lets the summary say which seeds its means leave out. The same seed diverges again, so a rerun
+                // skips it.
                 log.LogError("{Config} seed {Seed}: {Message}", configuration.Name, seed, e.Message);
                 _diverged.Add((configuration.Name, seed, e.Message));
+                new DivergedCell(configuration.Name, seed, protocol.Fingerprint(), e.Message).Save(CellFolder);
                 continue;
             }
             cell.Save(CellFolder);

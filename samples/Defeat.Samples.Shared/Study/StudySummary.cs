@@ -32,7 +32,9 @@ public sealed record ConfigurationSummary(
 /// <param name="Epsilons">Radii, in the cells' order.</param>
 /// <param name="TestImages">Test images per cell.</param>
 /// <param name="Configurations">One line per configuration, in the order of <see cref="StudyConfigurations.All"/> (unknown names last).</param>
-public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilons, int TestImages, IReadOnlyList<ConfigurationSummary> Configurations)
+/// <param name="Diverged">Cells of this protocol whose training diverged: left out of every mean and pairing.</param>
+public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilons, int TestImages, IReadOnlyList<ConfigurationSummary> Configurations,
+    IReadOnlyList<DivergedCell> Diverged)
 {
     /// <summary>Reads every cell file of <paramref name="cellFolder"/> and summarises them.</summary>
     /// <param name="cellFolder">The study's <c>cells/</c> folder.</param>
@@ -43,13 +45,14 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
         if (!Directory.Exists(cellFolder))
             throw new DirectoryNotFoundException($"No study cells at {cellFolder}: run the study first.");
         var cells = Directory.EnumerateFiles(cellFolder, "*.json").Order(StringComparer.Ordinal).Select(StudyCell.Load).ToList();
-        return FromCells(cells, baseline);
+        return FromCells(cells, baseline, DivergedCell.LoadAll(cellFolder));
     }
 
     /// <summary>Summarises <paramref name="cells"/>.</summary>
     /// <param name="cells">Cells of one protocol.</param>
     /// <param name="baseline">The configuration every other is compared with.</param>
-    public static StudySummary FromCells(IReadOnlyList<StudyCell> cells, string baseline = StudyConfigurations.Baseline)
+    /// <param name="diverged">Diverged cells of the folder; those of another protocol are ignored.</param>
+    public static StudySummary FromCells(IReadOnlyList<StudyCell> cells, string baseline = StudyConfigurations.Baseline, IReadOnlyList<DivergedCell>? diverged = null)
     {
         ArgumentNullException.ThrowIfNull(cells);
         if (cells.Count == 0) throw new InvalidDataException("The study has no finished cells yet.");
@@ -67,7 +70,8 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
             .OrderBy(g => order.GetValueOrDefault(g.Key, int.MaxValue)).ThenBy(g => g.Key, StringComparer.Ordinal)
             .Select(g => Summarise(g.OrderBy(c => c.Seed).ToList(), g.Key == baseline ? null : baseCells, epsilons.Count))
             .ToList();
-        return new StudySummary(first.Protocol, epsilons, first.TestImages, lines);
+        return new StudySummary(first.Protocol, epsilons, first.TestImages, lines,
+            (diverged ?? []).Where(d => d.Protocol == first.Protocol).ToList());
     }
 
     private static ConfigurationSummary Summarise(List<StudyCell> cells, Dictionary<int, StudyCell>? baseline, int radii)
@@ -94,14 +98,16 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
 
     /// <summary>The summary as markdown: the main table (percent, mean ± 95 % half-width over seeds), the paired
     /// comparison with the baseline, and per-attack accuracy at each radius.</summary>
-    public string Markdown(string baseline = StudyConfigurations.Baseline)
+    /// <param name="baseline">The configuration this summary was paired with.</param>
+    /// <param name="extraPaired">Another paired table to print after the first (<see cref="PairedMarkdown"/> of a summary
+    /// paired with another configuration), or null.</param>
+    public string Markdown(string baseline = StudyConfigurations.Baseline, string? extraPaired = null)
     {
         var md = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
         string Pct(double v) => (100 * v).ToString("F1", inv);
         string Iv(Interval i) => i.Count > 1 ? $"{Pct(i.Mean)} ± {Pct(i.HalfWidth)}" : Pct(i.Mean);
         string Eps(double e) => (e * 255).ToString("0.##", inv) + "/255";
-        string P(double p) => p < 0.001 ? "< 0.001" : p.ToString("F3", inv);
 
         md.AppendLine(inv, $"Protocol: `{Protocol}`; {TestImages} test images per cell; ± is the 95 % t interval over seeds (none for one seed).");
         md.AppendLine();
@@ -116,17 +122,15 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
             md.AppendLine(inv, $" {c.CodesUsed?.ToString("F0", inv) ?? "-"} | {c.Perplexity?.ToString("F1", inv) ?? "-"} | {(c.RobustBranch is { } r ? Pct(r) : "-")} | {(c.FlipRate is { } f ? Pct(f) : "-")} | {c.CellSeconds.ToString("F0", inv)} |");
         }
 
-        md.AppendLine().AppendLine(inv, $"Paired with `{baseline}` on the same seeds and images (difference in points with its 95 % interval; exact McNemar p):").AppendLine();
-        md.Append("| configuration | pairs | clean diff | p |");
-        foreach (var e in Epsilons) md.Append(inv, $" robust {Eps(e)} diff | p |");
-        md.AppendLine().Append("|---|---|---|---|").AppendLine(string.Concat(Epsilons.Select(_ => "---|---|")));
-        foreach (var c in Configurations.Where(c => c.CleanVersusBaseline is not null))
+        if (Diverged.Count > 0)
         {
-            string D(PairedComparison p) => $"{(100 * p.Difference.Mean).ToString("+0.0;-0.0;0.0", inv)} [{(100 * p.Difference.Lower).ToString("F1", inv)}, {(100 * p.Difference.Upper).ToString("F1", inv)}]";
-            md.Append(inv, $"| {c.Configuration} | {c.CleanVersusBaseline!.Images} | {D(c.CleanVersusBaseline)} | {P(c.CleanVersusBaseline.McNemarP)} |");
-            foreach (var v in c.VersusBaseline) md.Append(inv, $" {D(v!)} | {P(v!.McNemarP)} |");
-            md.AppendLine();
+            md.AppendLine().AppendLine("Diverged in training (no cell; left out of every mean and pairing above and below):").AppendLine();
+            foreach (var d in Diverged)
+                md.AppendLine(inv, $"- {d.Configuration} seed {d.Seed}: {d.Reason.ReplaceLineEndings(" ")}");
         }
+        md.Append(PairedMarkdown(baseline));
+        if (extraPaired is not null)
+            md.Append(extraPaired);
 
         for (int e = 0; e < Epsilons.Count; e++)
         {
@@ -138,6 +142,28 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
             md.AppendLine("|---|" + string.Concat(attacks.Select(_ => "---|")));
             foreach (var c in Configurations)
                 md.AppendLine("| " + c.Configuration + " | " + string.Join(" | ", attacks.Select(a => c.ByAttack[e].TryGetValue(a, out var v) ? Pct(v) : "-")) + " |");
+        }
+        return md.ToString();
+    }
+
+    /// <summary>The paired comparison with <paramref name="baseline"/> (the configuration this summary was built against) as
+    /// a markdown table, with a blank line before it.</summary>
+    public string PairedMarkdown(string baseline)
+    {
+        var md = new StringBuilder();
+        var inv = CultureInfo.InvariantCulture;
+        string Eps(double e) => (e * 255).ToString("0.##", inv) + "/255";
+        string P(double p) => p < 0.001 ? "< 0.001" : p.ToString("F3", inv);
+        md.AppendLine().AppendLine(inv, $"Paired with `{baseline}` on the same seeds and images (difference in points with its 95 % interval; exact McNemar p):").AppendLine();
+        md.Append("| configuration | pairs | clean diff | p |");
+        foreach (var e in Epsilons) md.Append(inv, $" robust {Eps(e)} diff | p |");
+        md.AppendLine().Append("|---|---|---|---|").AppendLine(string.Concat(Epsilons.Select(_ => "---|---|")));
+        foreach (var c in Configurations.Where(c => c.CleanVersusBaseline is not null))
+        {
+            string D(PairedComparison p) => $"{(100 * p.Difference.Mean).ToString("+0.0;-0.0;0.0", inv)} [{(100 * p.Difference.Lower).ToString("F1", inv)}, {(100 * p.Difference.Upper).ToString("F1", inv)}]";
+            md.Append(inv, $"| {c.Configuration} | {c.CleanVersusBaseline!.Images} | {D(c.CleanVersusBaseline)} | {P(c.CleanVersusBaseline.McNemarP)} |");
+            foreach (var v in c.VersusBaseline) md.Append(inv, $" {D(v!)} | {P(v!.McNemarP)} |");
+            md.AppendLine();
         }
         return md.ToString();
     }

@@ -105,6 +105,11 @@ public class StudyTests
         Assert.That(summary.Configurations.Single(c => c.Configuration == "apt").VersusBaseline[0], Is.Null);
         Assert.That(summary.Markdown(), Does.Contain("| official | 2 |").And.Contain("+37.5 ["));
 
+        // Paired with a second configuration: its table, printed after the first, pairs the same images the other way.
+        var versusOfficial = StudySummary.FromFolder(_dir, "official").PairedMarkdown("official");
+        Assert.That(versusOfficial, Does.Contain("Paired with `official`").And.Contain("| apt | 8 |").And.Contain("-37.5 ["));
+        Assert.That(summary.Markdown(extraPaired: versusOfficial), Does.Contain("Paired with `apt`").And.Contain("Paired with `official`"));
+
         // A cell of another protocol is never pooled with these.
         Cell("kmeans-dead", 1, 1.0, "1111", "1111", protocol: "q").Save(_dir);
         Assert.Throws<InvalidDataException>(() => StudySummary.FromFolder(_dir));
@@ -198,8 +203,15 @@ public class StudyTests
         var cells = StudyRunner.Plan([diverging, .. StudyConfigurations.Find(["zero-shot"])], [1]);
 
         Assert.That(tiny.Runner.Run(cells, new Progress<StageProgress>(), CancellationToken.None), Is.EqualTo(1));
-        Assert.That(Directory.GetFiles(tiny.Runner.CellFolder).Select(Path.GetFileName), Is.EqualTo(new[] { "zero-shot--seed1.json" }));
+        Assert.That(Directory.GetFiles(tiny.Runner.CellFolder).Select(Path.GetFileName).Order(),
+            Is.EqualTo(new[] { "apt-lr1e30--seed1.diverged", "zero-shot--seed1.json" }));
         Assert.That(tiny.Runner.Diverged.Select(d => (d.Configuration, d.Seed)), Is.EqualTo(new[] { ("apt-lr1e30", 1) }));
         Assert.That(tiny.Runner.Diverged[0].Reason, Does.Contain("diverged"));
+
+        // The summary, from the folder alone, says which seed is missing and why; a rerun does not train it again.
+        var summary = StudySummary.FromFolder(tiny.Runner.CellFolder);
+        Assert.That(summary.Diverged.Select(d => (d.Configuration, d.Seed)), Is.EqualTo(new[] { ("apt-lr1e30", 1) }));
+        Assert.That(summary.Markdown(), Does.Contain("Diverged in training").And.Contain("- apt-lr1e30 seed 1: ").And.Contain("diverged"));
+        Assert.That(tiny.Runner.Run(cells, new Progress<StageProgress>(), CancellationToken.None), Is.EqualTo(0));
     }
 }
