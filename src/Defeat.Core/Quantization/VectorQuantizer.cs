@@ -131,28 +131,17 @@ public sealed class VectorQuantizer : Module<Tensor, QuantizerOutput>, IVectorQu
         bool shared = m > 0 && (!gradEnabled || (!zLoss.requires_grad && !codes.requires_grad));
         Tensor e, codebookLoss, commitmentLoss;
         if (shared && CodewordGather.Supports(codes, zLoss))
-        {
             (e, codebookLoss) = CodewordGather.PickWithError(codes, indices, zLoss);
-            commitmentLoss = codebookLoss.Times(Options.CommitmentWeight);
-        }
-        else if (shared)
-        {
-            e = codes.index_select(0, indices);
-            codebookLoss = functional.mse_loss(zLoss, e);
-            commitmentLoss = codebookLoss.Times(Options.CommitmentWeight);
-        }
-        else if (m == 0)
-        {
-            e = codes.index_select(0, indices);
-            codebookLoss = torch.zeros(Array.Empty<long>(), dtype: input.dtype, device: input.device);
-            commitmentLoss = torch.zeros(Array.Empty<long>(), dtype: input.dtype, device: input.device);
-        }
         else
         {
             e = codes.index_select(0, indices);
-            codebookLoss = functional.mse_loss(e, zLoss.detach());
-            commitmentLoss = functional.mse_loss(zLoss, e.detach()).Times(Options.CommitmentWeight);
+            codebookLoss = m == 0 ? torch.zeros(Array.Empty<long>(), dtype: input.dtype, device: input.device)
+                : shared ? functional.mse_loss(zLoss, e)
+                : functional.mse_loss(e, zLoss.detach());
         }
+        commitmentLoss = m == 0 ? torch.zeros(Array.Empty<long>(), dtype: input.dtype, device: input.device)
+            : shared ? codebookLoss.Times(Options.CommitmentWeight)
+            : functional.mse_loss(zLoss, e.detach()).Times(Options.CommitmentWeight);
 
         // Straight-through: forward value e exactly (e + 0); backward the gradient reaches z unchanged.
         // The rotation trick keeps the forward value and sends the gradient back through lambda R^T.
