@@ -104,12 +104,14 @@ public static class StudyCommand
 
     private static void WriteSummary(string cellFolder, string folder)
     {
-        var summary = StudySummary.FromFolder(cellFolder);
+        var cells = StudyCell.LoadAll(cellFolder);
+        var diverged = DivergedCell.LoadAll(cellFolder);
+        var summary = StudySummary.FromCells(cells, StudyConfigurations.Baseline, diverged);
         // Paired with the frozen backbone too: a baseline that failed on one seed makes any gain against it look large.
-        string? versusBackbone = summary.Configurations.Any(c => c.Configuration == StudyConfigurations.Backbone)
-            ? StudySummary.FromFolder(cellFolder, StudyConfigurations.Backbone).PairedMarkdown(StudyConfigurations.Backbone)
+        var versusBackbone = cells.Any(c => c.Configuration == StudyConfigurations.Backbone)
+            ? StudySummary.FromCells(cells, StudyConfigurations.Backbone, diverged)
             : null;
-        string markdown = summary.Markdown(extraPaired: versusBackbone);
+        string markdown = summary.Markdown(versusBackbone);
         string path = Path.Combine(folder, "summary.md");
         Defeat.Checkpoints.AtomicFile.WriteAllText(path, markdown);
         Console.Out.WriteLine(markdown); // plain: markdown must not be wrapped at the console width

@@ -17,7 +17,7 @@ public sealed record DivergedCell(string Configuration, int Seed, string Protoco
     /// <summary>The file name of a diverged cell in a study's cell folder.</summary>
     /// <param name="configuration">Configuration name.</param>
     /// <param name="seed">Seed.</param>
-    public static string FileName(string configuration, int seed) => $"{configuration}--seed{seed}{Extension}";
+    public static string FileName(string configuration, int seed) => Path.ChangeExtension(StudyCell.FileName(configuration, seed), Extension);
 
     /// <summary>Writes the record atomically: the protocol on the first line, the reason on the rest.</summary>
     /// <param name="folder">The study's cell folder.</param>

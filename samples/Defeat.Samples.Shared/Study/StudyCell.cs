@@ -65,6 +65,17 @@ public sealed record StudyCell(
         return path;
     }
 
+    /// <summary>Reads every cell file of a study's cell folder, in file-name order.</summary>
+    /// <param name="folder">The study's <c>cells/</c> folder.</param>
+    /// <exception cref="DirectoryNotFoundException">There is no such folder.</exception>
+    /// <exception cref="InvalidDataException">A file is not a complete cell.</exception>
+    public static IReadOnlyList<StudyCell> LoadAll(string folder)
+    {
+        if (!Directory.Exists(folder))
+            throw new DirectoryNotFoundException($"No study cells at {folder}: run the study first.");
+        return Directory.EnumerateFiles(folder, "*.json").Order(StringComparer.Ordinal).Select(Load).ToList();
+    }
+
     /// <summary>Reads a cell file.</summary>
     /// <param name="path">A file written by <see cref="Save"/>.</param>
     /// <exception cref="InvalidDataException">The file is not a complete cell.</exception>

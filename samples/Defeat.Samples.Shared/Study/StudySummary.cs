@@ -32,21 +32,17 @@ public sealed record ConfigurationSummary(
 /// <param name="Epsilons">Radii, in the cells' order.</param>
 /// <param name="TestImages">Test images per cell.</param>
 /// <param name="Configurations">One line per configuration, in the order of <see cref="StudyConfigurations.All"/> (unknown names last).</param>
+/// <param name="Baseline">The configuration the paired comparisons are made against.</param>
 /// <param name="Diverged">Cells of this protocol whose training diverged: left out of every mean and pairing.</param>
 public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilons, int TestImages, IReadOnlyList<ConfigurationSummary> Configurations,
-    IReadOnlyList<DivergedCell> Diverged)
+    string Baseline, IReadOnlyList<DivergedCell> Diverged)
 {
     /// <summary>Reads every cell file of <paramref name="cellFolder"/> and summarises them.</summary>
     /// <param name="cellFolder">The study's <c>cells/</c> folder.</param>
     /// <param name="baseline">The configuration every other is compared with.</param>
     /// <exception cref="InvalidDataException">No cells, or cells of different protocols or test sets.</exception>
     public static StudySummary FromFolder(string cellFolder, string baseline = StudyConfigurations.Baseline)
-    {
-        if (!Directory.Exists(cellFolder))
-            throw new DirectoryNotFoundException($"No study cells at {cellFolder}: run the study first.");
-        var cells = Directory.EnumerateFiles(cellFolder, "*.json").Order(StringComparer.Ordinal).Select(StudyCell.Load).ToList();
-        return FromCells(cells, baseline, DivergedCell.LoadAll(cellFolder));
-    }
+        => FromCells(StudyCell.LoadAll(cellFolder), baseline, DivergedCell.LoadAll(cellFolder));
 
     /// <summary>Summarises <paramref name="cells"/>.</summary>
     /// <param name="cells">Cells of one protocol.</param>
@@ -70,7 +66,7 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
             .OrderBy(g => order.GetValueOrDefault(g.Key, int.MaxValue)).ThenBy(g => g.Key, StringComparer.Ordinal)
             .Select(g => Summarise(g.OrderBy(c => c.Seed).ToList(), g.Key == baseline ? null : baseCells, epsilons.Count))
             .ToList();
-        return new StudySummary(first.Protocol, epsilons, first.TestImages, lines,
+        return new StudySummary(first.Protocol, epsilons, first.TestImages, lines, baseline,
             (diverged ?? []).Where(d => d.Protocol == first.Protocol).ToList());
     }
 
@@ -98,10 +94,9 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
 
     /// <summary>The summary as markdown: the main table (percent, mean ± 95 % half-width over seeds), the paired
     /// comparison with the baseline, and per-attack accuracy at each radius.</summary>
-    /// <param name="baseline">The configuration this summary was paired with.</param>
-    /// <param name="extraPaired">Another paired table to print after the first (<see cref="PairedMarkdown"/> of a summary
-    /// paired with another configuration), or null.</param>
-    public string Markdown(string baseline = StudyConfigurations.Baseline, string? extraPaired = null)
+    /// <param name="alsoPairedWith">A summary of the same cells paired with another configuration: its paired table is
+    /// printed after this one's, or nothing when null.</param>
+    public string Markdown(StudySummary? alsoPairedWith = null)
     {
         var md = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
@@ -128,9 +123,9 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
             foreach (var d in Diverged)
                 md.AppendLine(inv, $"- {d.Configuration} seed {d.Seed}: {d.Reason.ReplaceLineEndings(" ")}");
         }
-        md.Append(PairedMarkdown(baseline));
-        if (extraPaired is not null)
-            md.Append(extraPaired);
+        md.Append(PairedMarkdown());
+        if (alsoPairedWith is not null)
+            md.Append(alsoPairedWith.PairedMarkdown());
 
         for (int e = 0; e < Epsilons.Count; e++)
         {
@@ -146,15 +141,14 @@ public sealed record StudySummary(string Protocol, IReadOnlyList<double> Epsilon
         return md.ToString();
     }
 
-    /// <summary>The paired comparison with <paramref name="baseline"/> (the configuration this summary was built against) as
-    /// a markdown table, with a blank line before it.</summary>
-    public string PairedMarkdown(string baseline)
+    /// <summary>The paired comparison with <see cref="Baseline"/> as a markdown table, with a blank line before it.</summary>
+    public string PairedMarkdown()
     {
         var md = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
         string Eps(double e) => (e * 255).ToString("0.##", inv) + "/255";
         string P(double p) => p < 0.001 ? "< 0.001" : p.ToString("F3", inv);
-        md.AppendLine().AppendLine(inv, $"Paired with `{baseline}` on the same seeds and images (difference in points with its 95 % interval; exact McNemar p):").AppendLine();
+        md.AppendLine().AppendLine(inv, $"Paired with `{Baseline}` on the same seeds and images (difference in points with its 95 % interval; exact McNemar p):").AppendLine();
         md.Append("| configuration | pairs | clean diff | p |");
         foreach (var e in Epsilons) md.Append(inv, $" robust {Eps(e)} diff | p |");
         md.AppendLine().Append("|---|---|---|---|").AppendLine(string.Concat(Epsilons.Select(_ => "---|---|")));

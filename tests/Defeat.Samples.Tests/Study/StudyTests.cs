@@ -106,9 +106,9 @@ public class StudyTests
         Assert.That(summary.Markdown(), Does.Contain("| official | 2 |").And.Contain("+37.5 ["));
 
         // Paired with a second configuration: its table, printed after the first, pairs the same images the other way.
-        var versusOfficial = StudySummary.FromFolder(_dir, "official").PairedMarkdown("official");
-        Assert.That(versusOfficial, Does.Contain("Paired with `official`").And.Contain("| apt | 8 |").And.Contain("-37.5 ["));
-        Assert.That(summary.Markdown(extraPaired: versusOfficial), Does.Contain("Paired with `apt`").And.Contain("Paired with `official`"));
+        var versusOfficial = StudySummary.FromFolder(_dir, "official");
+        Assert.That(versusOfficial.PairedMarkdown(), Does.Contain("Paired with `official`").And.Contain("| apt | 8 |").And.Contain("-37.5 ["));
+        Assert.That(summary.Markdown(versusOfficial), Does.Contain("Paired with `apt`").And.Contain("Paired with `official`"));
 
         // A cell of another protocol is never pooled with these.
         Cell("kmeans-dead", 1, 1.0, "1111", "1111", protocol: "q").Save(_dir);
