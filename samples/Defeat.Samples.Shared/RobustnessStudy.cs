@@ -223,7 +223,12 @@ public sealed class RobustnessStudy(StudySettings settings, ILoggerFactory logge
     /// reference PyTorch run of the study's issue EMA cost 3 points of clean and 0.8 of robust accuracy, so it is not used.
     /// </summary>
     public static PerturbShieldOptions AntiCollapseShield(IVisionLanguageBackbone backbone, int seed, int codebookSize = 512)
-        => OfficialShield(backbone, codebookSize).WithQuantizer(q => q with { KMeansInit = true, DeadCodeThreshold = 0.01, Seed = (ulong)seed });
+        => OfficialShield(backbone, codebookSize).WithQuantizer(q => AntiCollapse(q) with { Seed = (ulong)seed });
+
+    /// <summary>The quantizer changes of <see cref="AntiCollapseShield"/> (and of the study's <c>kmeans-dead</c>): k-means
+    /// initialisation on the first batch and dead-code restarts below 0.01 expected uses.</summary>
+    public static VectorQuantizerOptions AntiCollapse(VectorQuantizerOptions quantizer)
+        => quantizer with { KMeansInit = true, DeadCodeThreshold = 0.01 };
 
     /// <summary>Trains <paramref name="model"/> with <see cref="DefeatTrainer"/>; checkpoints go to a folder named after the method.</summary>
     public void Train(string name, ITrainableClassifier model, LabeledImages fewShot, JsonObject metadata, IProgress<StageProgress> progress, CancellationToken ct)

@@ -54,12 +54,7 @@ public static class StudyConfigurations
     public const string Backbone = "zero-shot";
 
     /// <summary>The official shield (half the feature width, 512 codes, gradient-trained codebook at U(-1/512, 1/512)).</summary>
-    public static PerturbShieldOptions Official(IVisionLanguageBackbone backbone) => new()
-    {
-        FeatureDim = backbone.FeatureDim,
-        HiddenDim = backbone.FeatureDim / 2,
-        CodebookSize = 512,
-    };
+    public static PerturbShieldOptions Official(IVisionLanguageBackbone backbone) => RobustnessStudy.OfficialShield(backbone);
 
     /// <summary>The official shield changed by <paramref name="shield"/>, with a quantizer changed by <paramref name="quantizer"/>
     /// (sized to the shield by <see cref="PerturbShieldOptions.WithQuantizer"/>; its seed is the cell's).</summary>
@@ -72,7 +67,7 @@ public static class StudyConfigurations
     /// still trained by its gradient) under the other changes.</summary>
     public static Func<IVisionLanguageBackbone, int, PerturbShieldOptions> KMeansDead(
         Func<PerturbShieldOptions, PerturbShieldOptions>? shield = null, Func<VectorQuantizerOptions, VectorQuantizerOptions>? quantizer = null) =>
-        Shielded(shield, q => (quantizer ?? (x => x))(q with { KMeansInit = true, DeadCodeThreshold = 0.01 }));
+        Shielded(shield, q => (quantizer ?? (x => x))(RobustnessStudy.AntiCollapse(q)));
 
     /// <summary>Every configuration, in the order the summary lists them.</summary>
     public static IReadOnlyList<StudyConfiguration> All { get; } =

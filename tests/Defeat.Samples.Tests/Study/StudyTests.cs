@@ -1,6 +1,7 @@
 using Defeat.Clip;
 using Defeat.Data;
 using Defeat.Prompting;
+using Defeat.Quantization;
 using Defeat.Samples.Shared;
 using Defeat.Samples.Shared.Study;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -50,6 +51,19 @@ public class StudyTests
             _images.Dispose();
             _clip.Dispose();
         }
+    }
+
+    [Test]
+    public void TheSamplesDefeatPresetIsTheStudysKMeansDeadConfiguration()
+    {
+        // The sample ships what the study measured as kmeans-dead: the same shield options, seed for seed, written out
+        // here by hand (half the feature width, 512 codes, k-means init, dead-code restarts at 0.01, gradient codebook).
+        using var clip = new ClipModel(ClipConfig.Tiny(imageResolution: 8, patchSize: 2, inputChannels: 1, width: 32, layers: 1, heads: 1, embedDim: 16));
+        var preset = RobustnessStudy.AntiCollapseShield(clip, seed: 7);
+        Assert.That(preset, Is.EqualTo(StudyConfigurations.Find(["kmeans-dead"]).Single().Shield!(clip, 7)));
+        Assert.That((preset.FeatureDim, preset.HiddenDim, preset.CodebookSize), Is.EqualTo((clip.FeatureDim, clip.FeatureDim / 2, 512)));
+        var q = preset.Quantizer!;
+        Assert.That((q.KMeansInit, q.DeadCodeThreshold, q.CodebookUpdate, q.Seed), Is.EqualTo((true, 0.01, CodebookUpdate.Gradient, 7UL)));
     }
 
     [Test]
